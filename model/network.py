@@ -30,7 +30,7 @@ from torch import nn
 from ultralytics.nn.modules import C2f, Concat, Conv, Detect, SPPF
 from ultralytics.utils.ops import make_divisible
 from ultralytics.utils.tal import dist2bbox, make_anchors
-from ultralytics.utils.torch_utils import fuse_conv_and_bn
+from ultralytics.utils.torch_utils import fuse_conv_and_bn, initialize_weights
 
 from engines.errors import RoadsightError
 from model.attention import GatedC2PSA
@@ -127,6 +127,7 @@ class RoadNet(nn.Module):
         self.detect.bias_init()
         self.drivable_head = SegHead(c3, c2, max(c3 // 2, 16), out_stride=4, prior=0.2)
         self.lane_head = SegHead(c3, c2, max(c3 // 2, 16), out_stride=2, prior=0.02)
+        initialize_weights(self)  # ultralytics' BN eps/momentum, as DetectionModel does
 
     @property
     def stride(self) -> torch.Tensor:
