@@ -37,7 +37,94 @@ def data_synth(
     synth_command(out=out, n=n, seed=seed, val_fraction=val_fraction, video=video, frames=frames)
 
 
+def model_info(
+    size: str = typer.Option("all", "--size", help="n, s or all."),
+    attention: str = typer.Option("all", "--attention", help="vanilla, clipped, gated, clipped+gated or all."),
+    imgsz: str = typer.Option("640x384", "--imgsz", help="Network input WIDTHxHEIGHT (multiples of 32)."),
+) -> None:
+    """Print parameters and GFLOPs for each network size and attention variant.
+
+    Examples:
+
+      roadsight model info
+
+      roadsight model info --size n --attention gated --imgsz 320x192
+    """
+    from rich.console import Console
+
+    from engines.errors import RoadsightError
+    from engines.meta import ATTENTION_VARIANTS, parse_imgsz
+    from model.config import SIZES
+    from model.info import info_table
+
+    sizes = list(SIZES) if size == "all" else [size]
+    attentions = list(ATTENTION_VARIANTS) if attention == "all" else [attention]
+    for value, allowed, name in ((sizes, SIZES, "size"), (attentions, ATTENTION_VARIANTS, "attention")):
+        if any(v not in allowed for v in value):
+            raise RoadsightError(f"--{name}: unknown {value[0]!r}. Expected one of {', '.join(allowed)} or all, got {value[0]!r}.")
+    Console().print(info_table(sizes, attentions, parse_imgsz(imgsz)))
+
+
+def train(
+    data: Path = typer.Option(..., "--data", help="Dataset root in the BDD100K multi-task layout (images/train, ...)."),
+    size: str = typer.Option("n", "--size", help="Network size: n or s."),
+    attention: str = typer.Option("gated", "--attention", help="vanilla, clipped, gated or clipped+gated."),
+    epochs: int = typer.Option(100, "--epochs", min=1, help="Number of epochs."),
+    imgsz: str = typer.Option("640x384", "--imgsz", help="Network input WIDTHxHEIGHT (multiples of 32)."),
+    batch: int = typer.Option(16, "--batch", min=1, help="Images per step."),
+    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate (default 0.002 AdamW, 0.01 SGD)."),
+    optimizer: str = typer.Option("adamw", "--optimizer", help="adamw or sgd."),
+    workers: int = typer.Option(4, "--workers", min=0, help="DataLoader worker processes."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N (AMP is used on CUDA)."),
+    out: Path = typer.Option(Path("runs/train/exp"), "--out", help="Run folder: last.pt, best.pt, results.csv/json."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt (model, optimizer, EMA, epoch)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (model init, shuffling, augmentation)."),
+    val_every: int = typer.Option(1, "--val-every", min=1, help="Validate every N epochs (and after the last)."),
+    alpha: float = typer.Option(4.0, "--alpha", min=0.0, help="Clipped softmax: gamma = -alpha / tokens."),
+    gate_init: float = typer.Option(0.5, "--gate-init", help="Gated attention: initial gate probability pi_init."),
+) -> None:
+    """Train the multi-task network (vehicles, drivable area, lane lines).
+
+    Validation runs on DATA/images/val when it exists (best.pt = best fitness, the mean of mAP50, drivable
+    mIoU and lane IoU); otherwise best.pt is the epoch with the lowest training loss.
+
+    Examples:
+
+      roadsight train --data data/synth --size n --attention gated --epochs 30 --imgsz 640x384 --batch 16
+
+      roadsight train --data data/bdd --size s --device cuda --out runs/train/s_gated --epochs 100
+
+      roadsight train --data data/bdd --out runs/train/s_gated --epochs 100 --device cuda --resume
+    """
+    from engines.meta import parse_imgsz
+    from model.train import train as run_training
+    from model.train_utils import TrainOptions
+
+    opts = TrainOptions(
+        data=data,
+        out=out,
+        size=size,
+        attention=attention,
+        imgsz=parse_imgsz(imgsz),
+        epochs=epochs,
+        batch=batch,
+        lr=lr,
+        optimizer=optimizer,
+        workers=workers,
+        device=device,
+        resume=resume,
+        seed=seed,
+        val_every=val_every,
+        alpha=alpha,
+        gate_init=gate_init,
+    )
+    best = run_training(opts)
+    typer.echo(f"best weights: {best}")
+
+
 def register(app: typer.Typer) -> None:
     """Add data/model/train/val/export commands to the root app."""
     app.add_typer(data_app, name="data")
     app.add_typer(model_app, name="model")
+    model_app.command("info")(model_info)
+    app.command("train")(train)
