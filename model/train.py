@@ -25,6 +25,8 @@ from model.loss import ITEMS, RoadLoss
 from model.network import RoadNet, read_checkpoint, save_checkpoint
 from model.train_utils import EpochLog, TrainOptions, Validator, build_optimizer, default_validator, lr_at, select_device
 
+SHORT = {"box": "box", "cls": "cls", "dfl": "dfl", "drivable": "da", "lane": "ll", "total": "sum"}
+
 
 def train(opts: TrainOptions, validate: Validator | None = None, console: Console | None = None) -> Path:
     """Run training; returns the path of best.pt. `validate` defaults to default_validator(opts.data)."""
@@ -111,7 +113,7 @@ def train(opts: TrainOptions, validate: Validator | None = None, console: Consol
         sums = dict.fromkeys(ITEMS, 0.0)
         t0 = time.perf_counter()
         with _progress(console) as progress:
-            task = progress.add_task(f"epoch {epoch + 1}/{opts.epochs}", total=steps_per_epoch, losses="")
+            task = progress.add_task(f"{epoch + 1}/{opts.epochs}", total=steps_per_epoch, losses="")
             for i, batch in enumerate(loader):
                 step = epoch * steps_per_epoch + i
                 lr = lr_at(step, total_steps, warmup_steps, opts.lr, opts.final_lr_fraction)
@@ -129,8 +131,8 @@ def train(opts: TrainOptions, validate: Validator | None = None, console: Consol
                 ema.update(model)
                 for key in ITEMS:
                     sums[key] += items[key]
-                shown = " ".join(f"{k} {sums[k] / (i + 1):.3f}" for k in ITEMS)
-                progress.update(task, advance=1, losses=f"{shown} lr {lr:.2e}")
+                shown = " ".join(f"{SHORT[k]} {sums[k] / (i + 1):.3f}" for k in ITEMS)
+                progress.update(task, advance=1, losses=f"{shown} lr {lr:.1e}")
         row = {"epoch": epoch + 1, "lr": lr, "time_s": round(time.perf_counter() - t0, 2)}
         row.update({f"train_{k}": round(v / steps_per_epoch, 5) for k, v in sums.items()})
 
@@ -184,7 +186,7 @@ def _seed_worker(worker_id: int) -> None:
 def _progress(console: Console) -> Progress:
     return Progress(
         TextColumn("{task.description}"),
-        BarColumn(),
+        BarColumn(bar_width=20),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),

@@ -1,0 +1,94 @@
+"""model.train.train end to end on a hand-made in-memory dataset: logs, checkpoints, best.pt, --resume."""
+
+import json
+import sys
+import types
+
+import pytest
+
+from engines.errors import RoadsightError
+
+from model.ultra import torch
+from model.network import load_checkpoint, read_checkpoint
+from model.train import train
+from model.train_utils import TrainOptions, lr_at
+from tests.model.test_loss import H, W, synthetic_batch
+
+
+class TinySet(torch.utils.data.Dataset):
+    """Items in the TrainDataset format of ARCHITECTURE.md, from the loss test's synthetic batch."""
+
+    names = ("vehicle",)
+
+    def __init__(self, root, split, imgsz, augment=True):
+        assert imgsz == (H, W)
+        self.batch = synthetic_batch(2)
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        b, j = self.batch, i % 2
+        return {
+            "img": (b["img"][j] * 255).to(torch.uint8),
+            "cls": b["cls"][j : j + 1],
+            "bboxes": b["bboxes"][j : j + 1],
+            "drivable": b["drivable"][j],
+            "lane": b["lane"][j],
+        }
+
+
+def collate(items):
+    return {
+        "img": torch.stack([it["img"] for it in items]),
+        "batch_idx": torch.cat([torch.full((len(it["cls"]),), float(i)) for i, it in enumerate(items)]),
+        "cls": torch.cat([it["cls"] for it in items]),
+        "bboxes": torch.cat([it["bboxes"] for it in items]),
+        "drivable": torch.stack([it["drivable"] for it in items]),
+        "lane": torch.stack([it["lane"] for it in items]),
+    }
+
+
+@pytest.fixture
+def fake_dataset(monkeypatch):
+    module = types.ModuleType("model.dataset")
+    module.TrainDataset, module.collate = TinySet, collate
+    monkeypatch.setitem(sys.modules, "model.dataset", module)
+
+
+def test_lr_schedule_warmup_then_cosine():
+    assert lr_at(0, 100, 10, 1.0, 0.01) == pytest.approx(0.1)
+    assert lr_at(9, 100, 10, 1.0, 0.01) == pytest.approx(1.0)
+    assert lr_at(10, 100, 10, 1.0, 0.01) == pytest.approx(1.0)
+    assert lr_at(55, 100, 10, 1.0, 0.01) == pytest.approx(0.505)
+    assert lr_at(100, 100, 10, 1.0, 0.01) == pytest.approx(0.01)
+
+
+def test_train_logs_checkpoints_and_resume(tmp_path, fake_dataset):
+    out = tmp_path / "run"
+    opts = dict(data=tmp_path / "data", out=out, imgsz=(H, W), batch=2, workers=0, warmup_epochs=1, attention="clipped")
+    best = train(TrainOptions(epochs=2, **opts), validate=None)
+    rows = json.loads((out / "results.json").read_text())
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert (out / "results.csv").read_text().splitlines()[0].startswith("epoch,lr,time_s,train_box")
+    last = read_checkpoint(out / "last.pt")
+    assert last["epoch"] == 1 and {"optimizer", "train_model", "ema_updates", "scaler"} <= set(last)
+    assert last["ema_updates"] == 4  # 2 epochs x 2 steps
+    assert last["best_fitness"] == pytest.approx(max(-r["train_total"] for r in rows))
+    model = load_checkpoint(best)
+    assert model.cfg.attention == "clipped" and not model.training
+
+    calls = []
+
+    def validate(ema_model):
+        calls.append(ema_model.training)
+        return {"map50": 0.5, "fitness": 0.5}
+
+    train(TrainOptions(epochs=3, resume=True, **opts), validate=validate)
+    rows = json.loads((out / "results.json").read_text())
+    assert [r["epoch"] for r in rows] == [1, 2, 3] and rows[-1]["val_map50"] == 0.5
+    assert calls == [False]  # validated once (epoch 3), on the EMA model in eval mode
+    last = read_checkpoint(out / "last.pt")
+    assert last["epoch"] == 2 and last["ema_updates"] == 6
+    with pytest.raises(RoadsightError, match="already finished"):
+        train(TrainOptions(epochs=3, resume=True, **opts))
