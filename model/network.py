@@ -15,6 +15,9 @@ upsample and fuse the stride-4 backbone feature (edges), and
   logits to the input size keeps it continuous;
 - drivable predicts at stride 4: regions are large, so stride 4 only moves the boundary by ~1 px after bilinear
   upsampling, at a quarter of the stride-2 cost.
+Measured ceiling (an oracle predicting each cell's exact line coverage, logits upsampled bilinearly, threshold 0.5,
+random lines at 640x384): lane IoU 0.99 / 0.31 / 0.01 for 2-px lines at stride 2 / 4 / 8, 0.99 / 0.83 / 0.12 for
+3-px lines, 1.00 / 0.95 / 0.51 for 5-px lines.
 The final resize to the input size (bilinear on logits, then sigmoid) happens inside the eval/export forward, so
 every backend emits masks at network-input size.
 """
