@@ -122,9 +122,53 @@ def train(
     typer.echo(f"best weights: {best}")
 
 
+def export(
+    weights: Path = typer.Option(..., "--weights", help="Checkpoint (.pt) written by `roadsight train`."),
+    imgsz: str | None = typer.Option(None, "--imgsz", help="Network input WIDTHxHEIGHT (default: the training size)."),
+    batch: int = typer.Option(1, "--batch", min=1, help="Fixed batch size of the ONNX input."),
+    dynamic: bool = typer.Option(False, "--dynamic", help="Dynamic batch axis instead of a fixed --batch."),
+    half: bool = typer.Option(False, "--half", help="FP16 weights, activations and I/O (for TensorRT 11 strong typing)."),
+    simplify: bool = typer.Option(True, "--simplify/--no-simplify", help="Run onnxslim (constant folding, cleanup)."),
+    seg_output: str = typer.Option("prob", "--seg-output", help="prob: float probabilities; mask: uint8 0/1 (prob > 0.5)."),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset (13..20; 17 suits TensorRT 10/11 and ORT INT8)."),
+    out: Path | None = typer.Option(None, "--out", help="Output .onnx (default: WEIGHTS.onnx, or WEIGHTS.fp16.onnx)."),
+    data: Path | None = typer.Option(None, "--data", help="Folder of frames for the parity check (default: random inputs)."),
+) -> None:
+    """Export a checkpoint to ONNX (images -> boxes, scores, drivable, lane) and check it against PyTorch.
+
+    Prints PyTorch vs ONNX Runtime max and mean |diff| per output on the same inputs.
+
+    Examples:
+
+      roadsight export --weights runs/train/exp/best.pt
+
+      roadsight export --weights best.pt --imgsz 640x384 --dynamic --data data/synth/images/val
+
+      roadsight export --weights best.pt --half --seg-output mask --out best.fp16.onnx
+    """
+    from engines.meta import parse_imgsz
+    from model.export import ExportOptions, export_command
+
+    export_command(
+        ExportOptions(
+            weights=weights,
+            imgsz=parse_imgsz(imgsz) if imgsz else None,
+            batch=batch,
+            dynamic=dynamic,
+            half=half,
+            simplify=simplify,
+            seg_output=seg_output,
+            opset=opset,
+            out=out,
+            data=data,
+        )
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Add data/model/train/val/export commands to the root app."""
     app.add_typer(data_app, name="data")
     app.add_typer(model_app, name="model")
     model_app.command("info")(model_info)
     app.command("train")(train)
+    app.command("export")(export)
