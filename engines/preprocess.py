@@ -1,7 +1,8 @@
 """Letterbox frames into the network input and map results back to frame pixels.
 
 Ultralytics-compatible: scale = min(h/H, w/W), resize (bilinear) to round(W*scale) x round(H*scale),
-pad with grey 114 centred (left/top = round(pad/2 - 0.1)), BGR->RGB, /255, NCHW.
+pad with grey 114 centred (left/top = round(pad/2 - 0.1)), BGR->RGB, /255, NCHW. The inverse maps the
+resized content exactly onto the frame (per-axis gains content/frame, as ultralytics' scale_boxes).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ PAD_VALUE = 114
 class Letterbox:
     """How one frame was placed in the network input, and the inverse mapping.
 
-    frame_shape: (H, W) of the frame; imgsz: (h, w) of the network input; scale: network px per frame px;
+    frame_shape: (H, W) of the frame; imgsz: (h, w) of the network input; scale: min(h/H, w/W);
     left/top: padding in network px before the content; content: (height, width) of the resized frame.
     """
 
@@ -36,19 +37,25 @@ class Letterbox:
         """The letterbox of a frame of `frame_shape` (H, W) into `imgsz` (h, w)."""
         (height, width), (h, w) = frame_shape[:2], imgsz
         scale = min(h / height, w / width)
-        new_w, new_h = int(round(width * scale)), int(round(height * scale))
+        new_w, new_h = max(int(round(width * scale)), 1), max(int(round(height * scale)), 1)
         left, top = int(round((w - new_w) / 2 - 0.1)), int(round((h - new_h) / 2 - 0.1))
         return cls((height, width), (h, w), scale, left, top, (new_h, new_w))
 
+    def _gain_offset(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-coordinate gains (network px per frame px) and offsets for xyxy boxes."""
+        gain_y, gain_x = self.content[0] / self.frame_shape[0], self.content[1] / self.frame_shape[1]
+        gain = np.array([gain_x, gain_y, gain_x, gain_y], dtype=np.float32)
+        return gain, np.array([self.left, self.top, self.left, self.top], dtype=np.float32)
+
     def boxes_to_network(self, boxes: np.ndarray) -> np.ndarray:
         """(N, 4) xyxy frame px -> network-input px."""
-        offset = np.array([self.left, self.top, self.left, self.top], dtype=np.float32)
-        return (np.asarray(boxes, dtype=np.float32) * self.scale + offset).astype(np.float32)
+        gain, offset = self._gain_offset()
+        return (np.asarray(boxes, dtype=np.float32) * gain + offset).astype(np.float32)
 
     def boxes_to_frame(self, boxes: np.ndarray) -> np.ndarray:
         """(N, 4) xyxy network-input px -> frame px, clipped to the frame."""
-        offset = np.array([self.left, self.top, self.left, self.top], dtype=np.float32)
-        out = (np.asarray(boxes, dtype=np.float32) - offset) / self.scale
+        gain, offset = self._gain_offset()
+        out = (np.asarray(boxes, dtype=np.float32).reshape(-1, 4) - offset) / gain
         height, width = self.frame_shape
         out[:, [0, 2]] = out[:, [0, 2]].clip(0, width)
         out[:, [1, 3]] = out[:, [1, 3]].clip(0, height)
