@@ -165,10 +165,66 @@ def export(
     )
 
 
+def val(
+    weights: Path = typer.Option(..., "--weights", help="Model to evaluate: .pt checkpoint, .onnx or TensorRT .engine."),
+    data: Path = typer.Option(..., "--data", help="Dataset root in the BDD100K multi-task layout."),
+    split: str = typer.Option("val", "--split", help="Split folder under images/ to evaluate."),
+    batch: int = typer.Option(8, "--batch", min=1, help="Frames per predictor call."),
+    conf: float = typer.Option(0.001, "--conf", min=0.0, max=1.0, help="NMS confidence threshold (protocol: 0.001)."),
+    iou: float = typer.Option(0.6, "--iou", min=0.0, max=1.0, help="NMS IoU threshold (protocol: 0.6)."),
+    json_path: Path | None = typer.Option(None, "--json", help="Also write the results (with the protocol) to this JSON file."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Evaluate only the first N images."),
+    lane_dilate: int = typer.Option(
+        0, "--lane-dilate", min=0, help="Also report lane IoU against ground truth dilated by N px per side (train-width labels)."
+    ),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N (TensorRT engines always use the GPU)."),
+) -> None:
+    """Score a model on a labelled split: detection mAP50/recall, drivable mIoU, lane IoU/accuracy.
+
+    The protocol (NMS thresholds, input size, frame-size masks, one confusion matrix over the whole set)
+    is printed beside the numbers and stored in the JSON.
+
+    Examples:
+
+      roadsight val --weights runs/train/exp/best.pt --data data/synth
+
+      roadsight val --weights model.onnx --data data/bdd --batch 16 --json val.json
+
+      roadsight val --weights model.engine --data data/bdd --device cuda --limit 500 --lane-dilate 3
+    """
+    import json
+
+    from rich.console import Console
+
+    from engines.errors import RoadsightError
+
+    if not weights.is_file():
+        raise RoadsightError(f"--weights: {weights} does not exist. Expected a .pt, .onnx or .engine file, got no file. Check the path.")
+    if not (data / "images" / split).is_dir():
+        raise RoadsightError(
+            f"--data: {data / 'images' / split} is not a folder. Expected a dataset root with images/{split}/, "
+            f"got {'no folder' if not data.is_dir() else 'a folder without it'}. Create one with `roadsight data synth`."
+        )
+    import engines
+    from model.bdd import BDDDataset
+    from model.evaluate import evaluate, format_report
+
+    dataset = BDDDataset(data, split)
+    with engines.load(weights, device=device) as engine:
+        results = evaluate(engines.Predictor(engine, conf=conf, iou=iou), dataset, batch=batch, limit=limit, lane_dilate=lane_dilate)
+    results["weights"] = str(weights)
+    Console().print(format_report(results))
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(results, indent=1))
+        typer.echo(f"results: {json_path}")
+
+
 def register(app: typer.Typer) -> None:
     """Add data/model/train/val/export commands to the root app."""
     app.add_typer(data_app, name="data")
     app.add_typer(model_app, name="model")
     model_app.command("info")(model_info)
     app.command("train")(train)
+    app.command("val")(val)
     app.command("export")(export)
