@@ -16,6 +16,7 @@ FP16 boxes are exact to 0.25 px below 512 px and 0.5 px above (11-bit mantissa).
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,17 +138,22 @@ def export_onnx(opts: ExportOptions) -> ExportResult:
     dtype = torch.float16 if opts.half else torch.float32
     dummy = torch.zeros(trace_batch, 3, *imgsz, dtype=dtype)
     dynamic_axes = {name: {0: "batch"} for name in (INPUT_NAME, *OUTPUT_NAMES)} if opts.dynamic else None
-    torch.onnx.export(
-        _OrderedOutputs(model),
-        (dummy,),
-        str(out),
-        input_names=[INPUT_NAME],
-        output_names=list(OUTPUT_NAMES),
-        opset_version=opts.opset,
-        dynamic_axes=dynamic_axes,
-        do_constant_folding=True,
-        dynamo=False,
-    )
+    with warnings.catch_warnings():
+        # the TorchScript exporter is deprecated (still the stable path for dynamic_axes); image h, w are
+        # traced as constants on purpose (only the batch axis is dynamic)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(
+            _OrderedOutputs(model),
+            (dummy,),
+            str(out),
+            input_names=[INPUT_NAME],
+            output_names=list(OUTPUT_NAMES),
+            opset_version=opts.opset,
+            dynamic_axes=dynamic_axes,
+            do_constant_folding=True,
+            dynamo=False,
+        )
     graph = onnx.load(str(out))
     if opts.simplify:
         graph = _slim(graph)
