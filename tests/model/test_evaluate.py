@@ -204,3 +204,21 @@ def test_val_command_end_to_end_on_tiny_onnx(tmp_path):
     assert out["detection"]["mAP50"] == pytest.approx(0.995) and out["detection"]["recall"] == 1.0
     assert out["drivable"]["mIoU"] > 0.99 and out["lane"]["IoU"] > 0.99
     assert "mAP50" in result.output and "128x64" in out["protocol"]["input"]
+
+
+def test_metrics_and_evaluate_import_without_torch():
+    """`roadsight val` on an .onnx must work in a runtime-only install: no torch/ultralytics imports."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'ultralytics'):\n"
+        "            raise ImportError(name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import model.evaluate, model.metrics\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
