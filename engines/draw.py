@@ -56,7 +56,7 @@ def draw(
     thickness = max(1, round(min(out.shape[:2]) / 360))
     for (x1, y1, x2, y2), score, class_id in zip(perception.boxes, perception.scores, perception.class_ids):
         p1, p2 = (int(round(x1)), int(round(y1))), (int(round(x2)), int(round(y2)))
-        cv2.rectangle(out, p1, p2, BOX_BGR, thickness, cv2.LINE_AA)
+        cv2.rectangle(out, p1, p2, BOX_BGR, thickness)
         _label(out, f"{perception.names[class_id]} {score:.2f}", p1[0], p1[1], scale, BOX_BGR)
     status = []
     if fps is not None:
