@@ -63,7 +63,7 @@ def train(opts: TrainOptions, validate: Validator | None = None, console: Consol
         worker_init_fn=_seed_worker,
     )
     if validate is None:
-        validate = default_validator(opts.data, opts.device)
+        validate = default_validator(opts.data)
     if validate is None:
         console.print("[yellow]no validation (no DATA/images/val or model.evaluate missing): best.pt = lowest train loss")
 

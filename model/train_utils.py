@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -125,28 +124,25 @@ def fitness(metrics: dict[str, float]) -> float:
     return sum(float(metrics[k]) for k in keys) / len(keys)
 
 
-def default_validator(data: Path, device: str) -> Validator | None:
-    """Validation through the public interfaces: save the EMA model, engines.load(.pt) -> Predictor ->
-    model.evaluate.evaluate on DATA/images/val. None when there is no val split or the pieces are missing."""
+def default_validator(data: Path) -> Validator | None:
+    """Validation through the public interfaces: the in-memory EMA model behind engines' TorchEngine ->
+    engines.Predictor (conf 0.001, IoU 0.6) -> model.evaluate.evaluate on BDDDataset(DATA, "val").
+    None when DATA has no val split or those modules are missing."""
     if not (data / "images" / "val").is_dir():
         return None
     try:
-        import engines
+        from engines import Predictor
+        from engines.torch_backend import TorchEngine
         from model.bdd import BDDDataset
         from model.evaluate import evaluate
     except ImportError:
         return None
     val_set = BDDDataset(data, "val")
-    folder = Path(tempfile.mkdtemp(prefix="roadsight-val-"))
 
     def validate(model: nn.Module) -> dict[str, float]:
-        from model.network import save_checkpoint
-
-        path = save_checkpoint(folder / "val.pt", model, model.cfg)
-        with engines.load(path, device=device) as engine:
-            result = evaluate(engines.Predictor(engine, conf=0.001, iou=0.6), val_set)
-        metrics = result.to_dict() if hasattr(result, "to_dict") else dict(result)
-        flat = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+        with TorchEngine.from_model(model) as engine:
+            result = evaluate(Predictor(engine, conf=0.001, iou=0.6), val_set, progress=True)
+        flat = {k: float(v) for k, v in result.items() if k in ("map50", "drivable_miou", "lane_iou")}
         flat["fitness"] = fitness(flat)
         return flat
 
