@@ -107,7 +107,7 @@ def _build(trt, onnx_path: Path, batch, workspace_gib: float, timing_cache, log)
 
     cache_bytes = Path(timing_cache).read_bytes() if timing_cache and Path(timing_cache).is_file() else b""
     cache = config.create_timing_cache(cache_bytes)
-    config.set_timing_cache(cache, ignore_mismatch=False)
+    config.set_timing_cache(cache, False)  # False: refuse a cache from another device or version
 
     log(f"building {onnx_path.name} with TensorRT {trt.__version__} (strongly typed), profiles {profiles or 'static'}...")
     start = time.perf_counter()
@@ -118,4 +118,4 @@ def _build(trt, onnx_path: Path, batch, workspace_gib: float, timing_cache, log)
             "Try a larger --workspace or check the ONNX with `roadsight predict --model` on the CPU."
         )
     log(f"built in {time.perf_counter() - start:.1f} s")
-    return plan, profiles, config.get_timing_cache().serialize()
+    return plan, profiles, cache.serialize()  # the build added its new timings to `cache`
