@@ -1,0 +1,217 @@
+"""Find and sample calibration frames spread over every video and image folder given.
+
+Sources are folders (searched recursively for images and videos), video files, single images or glob
+patterns. Each video is one group and the images of each folder form one group; the frame budget is
+shared evenly between groups (a group smaller than its share gives the rest to the others), so a long
+video cannot crowd out the others. Inside a video the frames are evenly spaced (with a seeded offset);
+inside a folder they are a seeded random choice. Degenerate frames (constant, or uncorrelated noise) are
+skipped, and a source made mostly of them is refused.
+"""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from engines.errors import RoadsightError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+MIN_STD = 4.0  # grey levels: below this a frame is (nearly) constant
+MIN_NEIGHBOUR_CORR = 0.3  # natural images correlate > 0.8 between neighbouring pixels; iid noise ~0
+MAX_DEGENERATE_SHARE = 0.5  # more degenerate frames than this among those read -> refuse the source
+SEEK_GAP = 60  # frames: seek instead of decoding through a gap larger than this
+
+
+@dataclass(frozen=True)
+class Group:
+    """A video (path, frame count) or a folder's images (files); `size` frames available."""
+
+    name: str
+    video: Path | None = None
+    frames: int = 0
+    files: tuple[Path, ...] = ()
+
+    @property
+    def size(self) -> int:
+        return self.frames if self.video is not None else len(self.files)
+
+
+@dataclass(frozen=True)
+class FrameRef:
+    """Where one calibration frame came from: a file, or a video and its frame index."""
+
+    path: str
+    index: int = -1  # -1: a still image
+
+    def __str__(self) -> str:
+        return self.path if self.index < 0 else f"{self.path}#{self.index}"
+
+
+def _video_frames(path: Path) -> int:
+    capture = cv2.VideoCapture(str(path))
+    try:
+        return int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+    finally:
+        capture.release()
+
+
+def _expand(source: str) -> list[Path]:
+    """One --source -> the image and video files it names."""
+    path = Path(source)
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES)
+    if path.is_file():
+        return [path]
+    return sorted(Path(p) for p in glob.glob(source, recursive=True) if Path(p).is_file())
+
+
+def find_groups(sources: list[str]) -> list[Group]:
+    """Expand the sources into groups (one per video, one per folder of images); empty -> RoadsightError."""
+    if not sources:
+        raise RoadsightError("calibrate: no --source given. Expected a folder, video or glob, got none.")
+    videos: dict[Path, int] = {}
+    folders: dict[Path, list[Path]] = {}
+    for source in sources:
+        for path in _expand(source):
+            suffix = path.suffix.lower()
+            if suffix in VIDEO_SUFFIXES and path not in videos:
+                videos[path] = _video_frames(path)
+            elif suffix in IMAGE_SUFFIXES:
+                folders.setdefault(path.parent, [])
+                if path not in folders[path.parent]:
+                    folders[path.parent].append(path)
+    groups = [Group(str(p), video=p, frames=n) for p, n in videos.items() if n > 0]
+    groups += [Group(str(d), files=tuple(sorted(files))) for d, files in sorted(folders.items())]
+    if not groups:
+        raise RoadsightError(
+            f"calibrate: no frames found in {', '.join(sources)}. Expected images ({', '.join(IMAGE_SUFFIXES)}) or "
+            f"readable videos ({', '.join(VIDEO_SUFFIXES)}), got none. Check the paths; calibrating on nothing "
+            "(or random data) gives useless INT8 scales."
+        )
+    return groups
+
+
+def allocate(sizes: list[int], n: int) -> list[int]:
+    """Share n frames between groups of `sizes` evenly, capped at each size (water-filling)."""
+    quota = [0] * len(sizes)
+    left, open_groups = n, [i for i, s in enumerate(sizes) if s > 0]
+    while left > 0 and open_groups:
+        share = max(left // len(open_groups), 1)
+        for i in list(open_groups):
+            take = min(share, sizes[i] - quota[i], left)
+            quota[i] += take
+            left -= take
+            if quota[i] >= sizes[i]:
+                open_groups.remove(i)
+            if left == 0:
+                break
+    return quota
+
+
+def plan(groups: list[Group], n: int, seed: int = 0) -> list[FrameRef]:
+    """Which frames to read: `n` (or all there are) spread over the groups, in a seeded shuffled order."""
+    rng = np.random.default_rng(seed)
+    refs: list[FrameRef] = []
+    for group, k in zip(groups, allocate([g.size for g in groups], n)):
+        if k == 0:
+            continue
+        if group.video is not None:
+            step = group.frames / k
+            indices = np.floor((np.arange(k) + rng.random()) * step).astype(int).clip(0, group.frames - 1)
+            refs += [FrameRef(str(group.video), int(i)) for i in np.unique(indices)]
+        else:
+            chosen = rng.choice(len(group.files), size=k, replace=False)
+            refs += [FrameRef(str(group.files[i])) for i in sorted(chosen)]
+    return refs
+
+
+def _read_video(path: str, indices: list[int]) -> Iterator[tuple[int, np.ndarray | None]]:
+    """Yield (index, frame or None) for increasing frame indices of one video."""
+    capture = cv2.VideoCapture(path)
+    position = 0
+    try:
+        for index in indices:
+            if index - position > SEEK_GAP:
+                capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+                position = index
+            while position < index and capture.grab():
+                position += 1
+            ok, frame = capture.read()
+            position += 1
+            yield index, frame if ok else None
+    finally:
+        capture.release()
+
+
+def read_frames(refs: list[FrameRef]) -> Iterator[tuple[FrameRef, np.ndarray | None]]:
+    """Decode the planned frames (each video opened once, read in order); None for unreadable ones."""
+    by_video: dict[str, list[int]] = {}
+    for ref in refs:
+        if ref.index >= 0:
+            by_video.setdefault(ref.path, []).append(ref.index)
+    decoded: dict[tuple[str, int], np.ndarray | None] = {}
+    for path, indices in by_video.items():
+        for index, frame in _read_video(path, sorted(indices)):
+            decoded[(path, index)] = frame
+    for ref in refs:
+        yield ref, decoded[(ref.path, ref.index)] if ref.index >= 0 else cv2.imread(ref.path, cv2.IMREAD_COLOR)
+
+
+def degenerate(frame: np.ndarray) -> str | None:
+    """Why a BGR frame is unfit for calibration ('constant' or 'noise'), or None if it looks like a scene."""
+    grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    if grey.std() < MIN_STD:
+        return "constant"
+    a, b = grey[:, :-1].ravel(), grey[:, 1:].ravel()
+    corr = np.corrcoef(a, b)[0, 1]
+    return "noise" if not np.isfinite(corr) or corr < MIN_NEIGHBOUR_CORR else None
+
+
+def sample_frames(
+    sources: list[str],
+    n: int,
+    seed: int = 0,
+    on_frame: Callable[[], None] | None = None,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> tuple[list[np.ndarray], list[FrameRef], dict[str, int]]:
+    """Read up to n usable frames spread over the sources, shuffled with `seed`.
+
+    `transform` (e.g. the letterbox) is applied to each kept frame as it is read, so full-size frames
+    are not all held in memory at once.
+
+    Returns (frames BGR uint8, their FrameRefs, counts {'planned', 'unreadable', 'constant', 'noise'}).
+    Raises RoadsightError when nothing is found or most frames are constant or noise.
+    """
+    if n < 1:
+        raise RoadsightError(f"calibrate: --n {n}. Expected at least 1 frame, got {n}.")
+    refs = plan(find_groups(sources), n, seed)
+    counts = {"planned": len(refs), "unreadable": 0, "constant": 0, "noise": 0}
+    frames, kept = [], []
+    for ref, frame in read_frames(refs):
+        if on_frame is not None:
+            on_frame()
+        if frame is None:
+            counts["unreadable"] += 1
+            continue
+        reason = degenerate(frame)
+        if reason:
+            counts[reason] += 1
+            continue
+        frames.append(transform(frame) if transform is not None else frame)
+        kept.append(ref)
+    bad = counts["constant"] + counts["noise"]
+    if not frames or bad > MAX_DEGENERATE_SHARE * max(len(refs) - counts["unreadable"], 1):
+        raise RoadsightError(
+            f"calibrate: {bad} of {len(refs)} sampled frames are constant or random noise "
+            f"({counts['constant']} constant, {counts['noise']} noise, {counts['unreadable']} unreadable). "
+            f"Expected real driving frames, got {len(frames)} usable. INT8 scales from such data are meaningless: "
+            "point --source at recorded video or images."
+        )
+    order = np.random.default_rng(seed + 1).permutation(len(frames))
+    return [frames[i] for i in order], [kept[i] for i in order], counts

@@ -1,0 +1,214 @@
+"""Read an ONNX graph for quantization: which nodes stay float, which Adds are residual, and the TRT rules.
+
+Kept float (never quantized, no Q/DQ on their inputs or weights):
+- the detection head's final 1x1 convs (`detect.cv2.{i}.2`, `detect.cv3.{i}.2`) and the DFL conv, as
+  ultralytics does for TensorRT INT8 (they cost most of the INT8 accuracy for a small share of the time);
+- the segmentation heads' final 1x1 `pred` convs (one output channel: nothing to gain in INT8);
+- every node downstream of those (DFL softmax, box decode, score sigmoid, logit resize): `boxes` and
+  `scores` are computed in float from float tensors;
+- convs with fewer than MIN_CHANNELS output channels (e.g. the per-head attention gates), as ModelOpt does.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+# head convs by weight name (PyTorch module path) or by node name (ultralytics' TensorRT INT8 regex)
+HEAD_WEIGHT = re.compile(r"detect\.(cv2|cv3)\.\d+\.2\.weight$|detect\.dfl\.|_head\.pred\.weight$")
+HEAD_NODE = re.compile(r"/cv[23]\.\d+\.2/Conv$|/dfl/|_head/pred/Conv$")
+MIN_CHANNELS = 16
+NO_QDQ_OPS = ("Sigmoid", "Softmax", "Shape", "Gather")  # never take quantized inputs
+NO_Q_AFTER = ("Sigmoid", "Softmax")  # their outputs are never fed straight into a QuantizeLinear
+
+
+@dataclass
+class Graph:
+    """Producer/consumer index of an ONNX graph."""
+
+    model: onnx.ModelProto
+
+    def __post_init__(self) -> None:
+        g = self.model.graph
+        self.nodes = list(g.node)
+        self.by_name = {n.name: n for n in self.nodes}
+        self.inits = {i.name: i for i in g.initializer}
+        self.producer = {o: n for n in self.nodes for o in n.output}
+        self.consumers: dict[str, list[onnx.NodeProto]] = {}
+        for n in self.nodes:
+            for i in n.input:
+                self.consumers.setdefault(i, []).append(n)
+        for n in self.nodes:  # Constant nodes count as initializers
+            if n.op_type == "Constant":
+                self.inits.setdefault(n.output[0], n.attribute[0].t)
+
+    def const(self, name: str) -> np.ndarray | None:
+        tensor = self.inits.get(name)
+        return None if tensor is None else numpy_helper.to_array(tensor)
+
+    def is_dynamic(self, name: str) -> bool:
+        return bool(name) and name not in self.inits
+
+    def descendants(self, roots: list[onnx.NodeProto]) -> set[str]:
+        """Names of `roots` and every node fed (directly or not) by their outputs."""
+        seen, queue = set(), deque(roots)
+        while queue:
+            node = queue.popleft()
+            if node.name in seen:
+                continue
+            seen.add(node.name)
+            for out in node.output:
+                queue.extend(self.consumers.get(out, []))
+        return seen
+
+    def ancestors(self, tensor: str) -> dict[str, int]:
+        """Node name -> distance (in nodes, Q/DQ not counted) walking back from the producer of `tensor`."""
+        dist: dict[str, int] = {}
+        start = self.producer.get(tensor)
+        queue = deque([(start, 0)] if start is not None else [])
+        while queue:
+            node, d = queue.popleft()
+            if node.name in dist:
+                continue
+            dist[node.name] = d
+            step = 0 if node.op_type in ("QuantizeLinear", "DequantizeLinear") else 1
+            for i in node.input:
+                if i in self.producer:
+                    queue.append((self.producer[i], d + step))
+        return dist
+
+
+def head_nodes(graph: Graph) -> list[onnx.NodeProto]:
+    """The detection head's final convs, the DFL conv and the segmentation heads' pred convs."""
+    return [
+        n
+        for n in graph.nodes
+        if n.op_type == "Conv" and (HEAD_NODE.search(n.name) or (len(n.input) > 1 and HEAD_WEIGHT.search(n.input[1])))
+    ]
+
+
+def float_nodes(graph: Graph) -> set[str]:
+    """Every node that must stay float: the heads, everything after them, and narrow convs."""
+    keep = graph.descendants(head_nodes(graph))
+    for n in graph.nodes:
+        if n.op_type == "Conv":
+            weight = graph.const(n.input[1])
+            if weight is not None and weight.shape[0] < MIN_CHANNELS:
+                keep.add(n.name)
+    return keep
+
+
+def residual_adds(graph: Graph) -> dict[str, str]:
+    """Add nodes joining two computed tensors -> the input on the longer path (the branch, not the shortcut).
+
+    TensorRT fuses Conv(+act)+Add when only the shortcut input carries Q/DQ; the branch output is consumed
+    in float by the fused conv epilogue (ModelOpt's `build_non_residual_input_map` rule).
+    """
+    out = {}
+    for n in graph.nodes:
+        if n.op_type != "Add" or len(n.input) != 2 or not all(graph.is_dynamic(i) and i in graph.producer for i in n.input):
+            continue
+        a, b = graph.ancestors(n.input[0]), graph.ancestors(n.input[1])
+        common = set(a) & set(b)
+        if not common:
+            continue
+        lca = min(common, key=lambda k: (max(a[k], b[k]), a[k] + b[k]))
+        if a[lca] != b[lca]:
+            out[n.name] = n.input[0] if a[lca] > b[lca] else n.input[1]
+    return out
+
+
+def quantizable_nodes(graph: Graph, op_types: tuple[str, ...] = ("Conv", "MatMul", "Add")) -> list[str]:
+    """Names of nodes to quantize: weighted ops and residual Adds outside the float set."""
+    keep, residual = float_nodes(graph), residual_adds(graph)
+    names = []
+    for n in graph.nodes:
+        if n.name in keep or n.op_type not in op_types:
+            continue
+        if n.op_type == "Add" and n.name not in residual:
+            continue
+        if n.op_type == "MatMul" and not all(graph.is_dynamic(i) for i in n.input):
+            continue  # MatMul with constant weights: Gemm-like, handled as weights only if wanted
+        names.append(n.name)
+    return names
+
+
+def _dq_input(graph: Graph, tensor: str) -> onnx.NodeProto | None:
+    node = graph.producer.get(tensor)
+    return node if node is not None and node.op_type == "DequantizeLinear" else None
+
+
+def check_trt_graph(model: onnx.ModelProto) -> list[str]:
+    """TensorRT Q/DQ rules; returns the violations (empty list = the graph follows them).
+
+    1. every QuantizeLinear/DequantizeLinear zero-point is int8 and 0 (TensorRT is symmetric INT8);
+    2. every Conv weight behind a DequantizeLinear is per-channel: axis 0 and one scale per output channel;
+    3. no Sigmoid/Softmax/Shape/Gather takes a dequantized input, and no QuantizeLinear consumes a
+       Sigmoid/Softmax output (SiLU and the attention probabilities stay fused/float at those points);
+    4. the head's final convs and the DFL conv have no DequantizeLinear on their inputs or weights;
+    5. no Q/DQ anywhere downstream of the head convs, so `boxes` and `scores` never share a quantized tensor;
+    6. every residual Add has Q/DQ on at most its shortcut input (the branch input stays float for fusion);
+    7. all dequantized inputs of a Concat share one scale (no requantization at the concat).
+    """
+    graph = Graph(model)
+    errors = []
+    for n in graph.nodes:
+        if n.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        zp = graph.const(n.input[2]) if len(n.input) > 2 and n.input[2] else None
+        if zp is None:
+            if n.op_type == "QuantizeLinear":
+                errors.append(f"{n.name}: no zero-point (would quantize to uint8)")
+        elif zp.dtype != np.int8 or np.any(zp != 0):
+            errors.append(f"{n.name}: zero-point {zp.dtype} {np.unique(zp)[:4]} (need int8 0)")
+    head = head_nodes(graph)
+    below_head = graph.descendants(head)
+    for n in graph.nodes:
+        if n.op_type == "Conv" and (dq := _dq_input(graph, n.input[1])) is not None:
+            scale = graph.const(dq.input[1])
+            axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
+            out_ch = _weight_channels(graph, dq)
+            if scale is None or scale.ndim != 1 or axis != 0 or (out_ch and len(scale) != out_ch):
+                errors.append(f"{n.name}: weight not per-channel (axis {axis}, scale shape {None if scale is None else scale.shape})")
+        if n.op_type in NO_QDQ_OPS and any(_dq_input(graph, i) for i in n.input if i):
+            errors.append(f"{n.name}: {n.op_type} takes a dequantized input")
+        if n.op_type == "QuantizeLinear" and (p := graph.producer.get(n.input[0])) is not None and p.op_type in NO_Q_AFTER:
+            errors.append(f"{n.name}: quantizes the output of {p.op_type} {p.name}")
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.name in below_head:
+            errors.append(f"{n.name}: Q/DQ downstream of the detection/segmentation head convs")
+        if n.op_type == "Concat":
+            scales = {float(np.ravel(graph.const(dq.input[1]))[0]) for i in n.input if (dq := _dq_input(graph, i))}
+            if len(scales) > 1:
+                errors.append(f"{n.name}: Concat inputs with {len(scales)} different scales")
+    for n in head:
+        if any(_dq_input(graph, i) for i in n.input if i):
+            errors.append(f"{n.name}: head conv has a DequantizeLinear input (must stay float)")
+    for name, branch in residual_adds(graph).items():
+        if _dq_input(graph, branch) is not None:
+            errors.append(f"{name}: residual Add's branch input {branch} is quantized (blocks Conv+Add fusion)")
+    return errors
+
+
+def _weight_channels(graph: Graph, dq: onnx.NodeProto) -> int | None:
+    """Output channels of the weight behind a DQ (int8 initializer, or float initializer -> Q -> DQ)."""
+    weight = graph.const(dq.input[0])
+    if weight is None and (q := graph.producer.get(dq.input[0])) is not None and q.op_type == "QuantizeLinear":
+        weight = graph.const(q.input[0])
+    return None if weight is None else int(weight.shape[0])
+
+
+def qdq_summary(model: onnx.ModelProto) -> dict[str, int]:
+    """Counts: QuantizeLinear, DequantizeLinear, quantized ops by type (ops with a dequantized input)."""
+    graph = Graph(model)
+    out = {"QuantizeLinear": 0, "DequantizeLinear": 0}
+    for n in graph.nodes:
+        if n.op_type in out:
+            out[n.op_type] += 1
+        elif any(_dq_input(graph, i) for i in n.input if i):
+            out[f"int8 {n.op_type}"] = out.get(f"int8 {n.op_type}", 0) + 1
+    return out
