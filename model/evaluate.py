@@ -76,6 +76,41 @@ def _clean(value: Any) -> Any:
     return value
 
 
+class _Scores:
+    """The metrics of one evaluation: detection, one confusion matrix per mask task (+ dilated lane)."""
+
+    def __init__(self, names: Sequence[str], lane_dilate: int):
+        self.det = DetectionMetrics(names)
+        self.seg = {"drivable": SegmentationMetrics(), "lane": SegmentationMetrics()}
+        self.seen = {"drivable": 0, "lane": 0}
+        self.lane_dilate = lane_dilate
+        self.lane_wide = SegmentationMetrics()
+
+    def add(self, sample: Any, result: Any) -> None:
+        self.det.update(result.boxes, result.scores, result.class_ids, sample.boxes, sample.classes)
+        for name, metric in self.seg.items():
+            pred, gt = getattr(result, name), getattr(sample, name)
+            if pred is None or gt is None:
+                continue
+            _check_mask(name, pred, gt, sample.name)
+            metric.update(pred, gt)
+            self.seen[name] += 1
+            if name == "lane" and self.lane_dilate > 0:
+                self.lane_wide.update(pred, dilate(gt, self.lane_dilate))
+
+    def results(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"detection": self.det.compute()}
+        if self.seen["drivable"]:
+            d = self.seg["drivable"]
+            out["drivable"] = {"mIoU": d.miou, "IoU": d.iou(1), "pixel_acc": d.pixel_acc, "images": self.seen["drivable"]}
+        if self.seen["lane"]:
+            ln = self.seg["lane"]
+            out["lane"] = {"IoU": ln.iou(1), "balanced_acc": ln.balanced_acc, "recall": ln.recall, "images": self.seen["lane"]}
+            if self.lane_dilate > 0:
+                out["lane"]["IoU_dilated"] = self.lane_wide.iou(1)
+        return out
+
+
 def evaluate(
     predict: Predict,
     dataset: LabelledDataset,
@@ -83,7 +118,6 @@ def evaluate(
     progress: bool = True,
     limit: int | None = None,
     lane_dilate: int = 0,
-    protocol_info: dict | None = None,
 ) -> dict:
     """Run `predict` over `dataset` (first `limit` images) in batches and score it.
 
@@ -92,18 +126,22 @@ def evaluate(
     "images", "instances", plus the flat headline numbers "map50", "drivable_miou", "lane_iou" (what
     training's fitness reads). A task whose masks the predictor never returns is left out.
     `lane_dilate` > 0 also scores lane IoU against ground truth dilated by that many px per side.
-    The protocol text takes conf, iou and imgsz from `protocol_info`, else from the predictor's
-    `conf`, `iou` and `meta.imgsz` attributes (as `engines.Predictor` has them).
+    The protocol text takes conf, iou, imgsz and the class names from the predictor's `conf`, `iou` and
+    `meta` attributes when it has them (as `engines.Predictor` does).
     """
     n = len(dataset) if limit is None else min(limit, len(dataset))
     if n == 0:
         raise RoadsightError("evaluate: the dataset is empty. Expected at least one labelled image, got 0.")
     if batch < 1:
         raise RoadsightError(f"evaluate: batch must be at least 1, got {batch}.")
-    det = DetectionMetrics(dataset.names)
-    seg = {"drivable": SegmentationMetrics(), "lane": SegmentationMetrics()}
-    seen = {"drivable": 0, "lane": 0}
-    lane_wide = SegmentationMetrics() if lane_dilate > 0 else None
+    meta = getattr(predict, "meta", None)
+    model_names = getattr(meta, "names", None)
+    if model_names is not None and tuple(model_names) != tuple(dataset.names):
+        raise RoadsightError(
+            f"evaluate: the model's classes differ from the dataset's. Expected {', '.join(dataset.names)}, got "
+            f"{', '.join(model_names)}. Evaluate on data with the class mapping the model was trained with."
+        )
+    scores = _Scores(dataset.names, lane_dilate)
     starts = range(0, n, batch)
 
     def read_batch(start: int) -> list:
@@ -124,33 +162,13 @@ def evaluate(
                     "Expected one Perception per frame."
                 )
             for sample, result in zip(samples, results):
-                det.update(result.boxes, result.scores, result.class_ids, sample.boxes, sample.classes)
-                for name, metric in seg.items():
-                    pred, gt = getattr(result, name), getattr(sample, name)
-                    if pred is None or gt is None:
-                        continue
-                    _check_mask(name, pred, gt, sample.name)
-                    metric.update(pred, gt)
-                    seen[name] += 1
-                    if name == "lane" and lane_wide is not None:
-                        lane_wide.update(pred, dilate(gt, lane_dilate))
+                scores.add(sample, result)
             bar.advance(task, len(samples))
 
-    out: dict[str, Any] = {"detection": det.compute()}
-    if seen["drivable"]:
-        d = seg["drivable"]
-        out["drivable"] = {"mIoU": d.miou, "IoU": d.iou(1), "pixel_acc": d.pixel_acc, "images": seen["drivable"]}
-    if seen["lane"]:
-        ln = seg["lane"]
-        out["lane"] = {"IoU": ln.iou(1), "balanced_acc": ln.balanced_acc, "recall": ln.recall, "images": seen["lane"]}
-        if lane_wide is not None:
-            out["lane"]["IoU_dilated"] = lane_wide.iou(1)
-    meta = getattr(predict, "meta", None)
-    info = {"conf": getattr(predict, "conf", None), "iou": getattr(predict, "iou", None), "imgsz": getattr(meta, "imgsz", None)}
-    info.update(protocol_info or {})
-    out["protocol"] = protocol(info.get("conf"), info.get("iou"), info.get("imgsz"), lane_dilate)
+    out = scores.results()
+    out["protocol"] = protocol(getattr(predict, "conf", None), getattr(predict, "iou", None), getattr(meta, "imgsz", None), lane_dilate)
     out["images"] = n
-    out["instances"] = det.instances
+    out["instances"] = scores.det.instances
     headline = {
         "map50": out["detection"]["mAP50"],
         "drivable_miou": out.get("drivable", {}).get("mIoU"),

@@ -138,6 +138,10 @@ def test_missing_masks_skip_the_task_and_wrong_sizes_raise():
         evaluate(small, data, progress=False)
     with pytest.raises(RoadsightError, match="one Perception per frame"):
         evaluate(lambda frames: [], data, progress=False)
+    other = Oracle(data)
+    other.meta = SimpleNamespace(imgsz=(384, 640), names=("vehicle",))
+    with pytest.raises(RoadsightError, match="classes differ"):
+        evaluate(other, data, progress=False)
     with pytest.raises(RoadsightError, match="empty"):
         evaluate(Oracle(data), MemoryDataset(n=0), progress=False)
 
