@@ -119,6 +119,8 @@ class DetectionMetrics:
     def __init__(self, names: Sequence[str], iou_thresholds: np.ndarray = IOU_THRESHOLDS):
         self.names = tuple(names)
         self.iou_thresholds = np.asarray(iou_thresholds, dtype=np.float64)
+        if not np.isclose(self.iou_thresholds, 0.5).any():
+            raise ValueError(f"iou_thresholds must include 0.5 (AP50), got {self.iou_thresholds.tolist()}")
         self._tp: list[np.ndarray] = []
         self._conf: list[np.ndarray] = []
         self._pred_cls: list[np.ndarray] = []
@@ -158,7 +160,7 @@ class DetectionMetrics:
         pred_cls = np.concatenate(self._pred_cls) if self._pred_cls else np.zeros(0, np.int64)
         target_cls = np.concatenate(self._target_cls) if self._target_cls else np.zeros(0, np.int64)
         s = ap_per_class(tp.astype(np.float64), conf, pred_cls, target_cls)
-        i50 = int(np.argmin(np.abs(self.iou_thresholds - 0.5)))
+        i50 = int(np.flatnonzero(np.isclose(self.iou_thresholds, 0.5))[0])
         p_f1, r_f1 = s["p_curve"][:, s["i_f1"]], s["r_curve"][:, s["i_f1"]]
         r_yolop, p_yolop = s["r_curve"][:, s["i_recall"]], s["p_curve"][:, s["i_recall"]]
         per_class = {}

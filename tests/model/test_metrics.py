@@ -167,6 +167,11 @@ def test_two_classes_and_iou_thresholds():
     assert out["classes"]["b"]["AP50-95"] == pytest.approx(0.995 * 2 / 10)
     assert out["classes"]["c"] == {"instances": 0, "AP50": None, "AP50-95": None}
     assert out["mAP50"] == pytest.approx(0.995) and out["mAP50-95"] == pytest.approx((0.995 + 0.199) / 2)
+    only50 = DetectionMetrics(("a", "b"), iou_thresholds=np.array([0.5]))
+    only50.update(b_pred, np.array([0.8], np.float32), np.array([1]), b_gt, np.array([1]))
+    assert only50.compute()["mAP50-95"] == pytest.approx(0.995)  # 0.5 alone: the mean is AP50
+    with pytest.raises(ValueError, match="0.5"):
+        DetectionMetrics(("a",), iou_thresholds=np.array([0.75]))
 
 
 # ---------------------------------------------------------------- segmentation
