@@ -58,9 +58,11 @@ def save_plot(report: dict, path: str | Path) -> str | None:
         f"{r['model']}\nbatch {r['batch']}\np50 {r['latency_ms']['median']:.3g}  p99 {r['latency_ms']['p99']:.3g}"
         for r in results
     ]
+    new_api = tuple(int(part) for part in matplotlib.__version__.split(".")[:2]) >= (3, 10)
+    horizontal = {"orientation": "horizontal", "tick_labels": labels} if new_api else {"vert": False, "labels": labels}
     left.boxplot(
-        [r["samples_ms"] for r in results], vert=False, tick_labels=labels, showfliers=True,
-        flierprops={"markersize": 2, "alpha": 0.4}, medianprops={"color": "#C44E52"},
+        [r["samples_ms"] for r in results], showfliers=True, flierprops={"markersize": 2, "alpha": 0.4},
+        medianprops={"color": "#C44E52"}, **horizontal,
     )
     low = min(r["latency_ms"]["min"] for r in results)
     high = max(r["latency_ms"]["max"] for r in results)

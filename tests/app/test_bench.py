@@ -1,0 +1,155 @@
+"""`roadsight bench`: interleaved model-only timing of two tiny ONNX models, JSON/PNG, --compare."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from tiny_model import make_tiny_onnx
+from typer.testing import CliRunner
+
+from app import bench, benchplot
+from app.benchreport import load_report, print_compare
+from engines.errors import RoadsightError
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("models")
+    return [
+        make_tiny_onnx(folder / "small.onnx", imgsz=(64, 96), batch=None),
+        make_tiny_onnx(folder / "large.onnx", imgsz=(128, 192), batch=1),
+    ]
+
+
+@pytest.fixture(scope="module")
+def cli():
+    from app.cli import _register_all, app
+
+    _register_all()
+    return app
+
+
+class FakeEngine:
+    """Records the order of infer calls; optionally reports TensorRT-like device timings."""
+
+    backend = "fake"
+
+    def __init__(self, name: str, calls: list, batch: int | None = None, device: dict | None = None):
+        from engines.base import TensorSpec
+        from engines.meta import ModelMeta
+
+        self.name, self.calls, self.path = name, calls, Path(f"{name}.fake")
+        self.meta = ModelMeta(imgsz=(32, 32))
+        self.inputs = [TensorSpec("images", np.float32, (batch, 3, 32, 32))]
+        self.max_batch = batch
+        self.last_timing = {}
+        self.device = device or {}
+
+    def infer(self, feed):
+        self.calls.append((self.name, len(feed["images"])))
+        self.last_timing = {"infer": 1.0, **self.device}
+        return {}
+
+
+def test_summarize_matches_numpy():
+    values = np.arange(1, 101, dtype=float)
+    out = bench.summarize(values)
+    assert (out["min"], out["max"], out["median"], out["mean"], out["count"]) == (1, 100, 50.5, 50.5, 100)
+    assert out["p90"] == pytest.approx(90.1) and out["p99"] == pytest.approx(99.01)
+    assert out["cv_percent"] == pytest.approx(100 * values.std() / values.mean(), abs=1e-3)
+
+
+def test_round_robin_order_and_device_stages():
+    calls: list = []
+    a = FakeEngine("A", calls)
+    b = FakeEngine("B", calls, batch=1, device={"h2d": 0.5, "compute": 2.0, "d2h": 0.25})
+    configs, skipped = bench.make_configs([("A", a), ("B", b)], [1, 2])
+    assert [(c.model, c.batch) for c in configs] == [("A", 1), ("A", 2), ("B", 1)]
+    assert skipped == ["B: batch 2 skipped (fixed batch 1)"]
+    bench.interleave(configs, runs=3, warmup=1)
+    timed = calls[3:]  # after one warm-up round
+    assert timed == [("A", 1), ("A", 2), ("B", 1), ("A", 2), ("B", 1), ("A", 1), ("B", 1), ("A", 1), ("A", 2)]
+    results = [c.result() for c in configs]
+    assert all(r["latency_ms"]["count"] == 3 and len(r["samples_ms"]) == 3 for r in results)
+    assert results[0]["device_ms"] == {}
+    assert results[2]["device_ms"]["compute"]["median"] == 2.0 and results[2]["device_ms"]["d2h"]["max"] == 0.25
+
+
+def test_ratios_against_first_model():
+    def result(model, batch, median, throughput):
+        return {"model": model, "batch": batch, "latency_ms": {"median": median}, "throughput_ips": throughput}
+
+    results = [result("fp32", 1, 10.0, 100.0), result("int8", 1, 4.0, 250.0), result("int8", 8, 20.0, 400.0)]
+    bench.add_ratios(results, "fp32")
+    assert results[0]["vs_first"] == {"speedup": 1.0, "throughput": 1.0}
+    assert results[1]["vs_first"] == {"speedup": 2.5, "throughput": 2.5}
+    assert results[2]["vs_first"] is None  # the first model has no batch-8 run
+
+
+def test_no_common_batch_is_one_line_error():
+    engine = FakeEngine("A", [], batch=1)
+    with pytest.raises(RoadsightError, match="no engine takes any of the batch sizes"):
+        bench.make_configs([("A", engine)], [4])
+    with pytest.raises(RoadsightError, match="--batch"):
+        bench.parse_batches("1,x")
+
+
+def test_bench_two_onnx_models_json_png_compare(models, cli, tmp_path):
+    out = tmp_path / "run1"
+    args = ["bench", "-m", str(models[0]), "-m", str(models[1]), "--batch", "1,2", "--runs", "8",
+            "--warmup", "2", "--threads", "1", "--out", str(out)]
+    result = CliRunner().invoke(cli, args, terminal_width=160)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "bench.json").read_text())
+    assert [(r["model"], r["batch"]) for r in report["model_only"]] == [("small.onnx", 1), ("small.onnx", 2), ("large.onnx", 1)]
+    assert report["notes"] == ["large.onnx: batch 2 skipped (fixed batch 1)"]
+    for r in report["model_only"]:
+        samples = np.array(r["samples_ms"])
+        assert len(samples) == 8 and r["latency_ms"]["median"] == pytest.approx(np.median(samples), abs=1e-3)
+        assert r["throughput_ips"] == pytest.approx(r["batch"] * 1e3 / samples.mean(), rel=1e-2)
+    large = report["model_only"][2]
+    assert large["vs_first"]["speedup"] == pytest.approx(
+        report["model_only"][0]["latency_ms"]["median"] / large["latency_ms"]["median"], rel=1e-2)
+    described = {m["name"]: m for m in report["models"]}
+    assert described["small.onnx"]["precision"] == "fp32" and described["small.onnx"]["batch"] == "dynamic"
+    assert described["large.onnx"]["imgsz"] == "192x128" and described["large.onnx"]["threads"] == 1
+    assert report["machine"]["cores"] >= 1 and report["versions"]["onnxruntime"]
+    assert "NMS" in report["includes"]["model_only"]
+    assert "small.onnx" in result.output and "speed-up" in result.output and "onnxruntime" in result.output
+    png = cv2.imread(str(out / "bench.png"))
+    assert png is not None and png.shape[0] > 200 and png.shape[1] > 600
+
+    second = tmp_path / "run2"
+    (second).mkdir()
+    changed = json.loads((out / "bench.json").read_text())
+    for r in changed["model_only"]:
+        r["latency_ms"]["median"] /= 2
+    (second / "bench.json").write_text(json.dumps(changed))
+    compared = CliRunner().invoke(cli, ["bench", "--compare", str(out / "bench.json"), str(second / "bench.json")],
+                                  terminal_width=160)
+    assert compared.exit_code == 0, compared.output
+    assert "run1 (A) vs run2 (B)" in compared.output and compared.output.count("2.00x") == 3
+
+
+def test_compare_rejects_other_json(tmp_path):
+    other = tmp_path / "x.json"
+    other.write_text('{"a": 1}')
+    with pytest.raises(RoadsightError, match="not a bench report"):
+        load_report(other)
+
+
+def test_png_skipped_without_matplotlib(models, tmp_path, monkeypatch):
+    monkeypatch.setattr(benchplot.importlib.util, "find_spec", lambda name: None)
+    opened = bench.open_engines([models[0]], "cpu", 1)
+    try:
+        results, _ = bench.model_only(opened, [1], runs=2, warmup=0)
+    finally:
+        opened[0][1].close()
+    report = {"model_only": results, "machine": {}, "name": "x"}
+    json_path, png_path, reason = bench.save(report, tmp_path / "out")
+    assert json_path.is_file() and png_path is None and not (tmp_path / "out" / "bench.png").exists()
+    assert reason.startswith("PNG skipped: matplotlib is not installed")
