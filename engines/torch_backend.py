@@ -76,8 +76,7 @@ class TorchEngine(Engine):
         from model.ultra import torch
 
         from model.export import model_meta
-        from model.network import load_checkpoint, read_checkpoint
-        from model.config import ModelConfig
+        from model.network import load_checkpoint
 
         self._torch = torch
         if self.device.startswith("cuda") and not torch.cuda.is_available():
@@ -86,8 +85,8 @@ class TorchEngine(Engine):
                 f"got torch {torch.__version__} without CUDA. Use --device cpu."
             )
         if self.model is None:
-            self.cfg = ModelConfig.from_dict(read_checkpoint(self.path)["config"])
             model = load_checkpoint(self.path, device=self.device)
+            self.cfg = model.cfg
             if self.fuse:
                 model.fuse()
             for p in model.parameters():

@@ -15,6 +15,7 @@ FP16 boxes are exact to 0.25 px below 512 px and 0.5 px above (11-bit mantissa).
 
 from __future__ import annotations
 
+import copy
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from model.ultra import torch
 from engines.errors import RoadsightError
 from engines.meta import ModelMeta
 from model.config import ATTENTION_STRIDE, ModelConfig
-from model.network import RoadNet, load_checkpoint, read_checkpoint
+from model.network import RoadNet, load_checkpoint
 
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("boxes", "scores", "drivable", "lane")
@@ -120,7 +121,10 @@ def export_onnx(opts: ExportOptions) -> ExportResult:
 
     check_options(opts)
     start = time.perf_counter()
-    cfg = ModelConfig.from_dict(read_checkpoint(opts.weights)["config"])
+    model = load_checkpoint(opts.weights)
+    model.seg_output = opts.seg_output
+    reference = copy.deepcopy(model)  # unfused FP32: the parity covers fusion, tracing and FP16
+    cfg = model.cfg
     imgsz = tuple(opts.imgsz or cfg.imgsz)
     if any(v <= 0 or v % ATTENTION_STRIDE for v in imgsz):
         raise RoadsightError(f"--imgsz: {imgsz} (h, w). Expected positive multiples of 32, got that. Try 640x384.")
@@ -129,8 +133,6 @@ def export_onnx(opts: ExportOptions) -> ExportResult:
     out = Path(opts.out or default_out(Path(opts.weights), opts.half))
     out.parent.mkdir(parents=True, exist_ok=True)
 
-    model = load_checkpoint(opts.weights)
-    model.seg_output = opts.seg_output
     model.prepare_export()
     if opts.half:
         model.half()
@@ -162,8 +164,6 @@ def export_onnx(opts: ExportOptions) -> ExportResult:
     onnx.save(graph, str(out))
     seconds = time.perf_counter() - start
 
-    reference = load_checkpoint(opts.weights)  # unfused FP32: the parity covers fusion, tracing and FP16
-    reference.seg_output = opts.seg_output
     images, source = parity_inputs(imgsz, 2 if opts.dynamic else opts.batch, opts.data)
     parity = compare(reference, out, images)
     return ExportResult(out, meta, seconds, out.stat().st_size, parity, source)
