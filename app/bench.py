@@ -170,6 +170,22 @@ def interleave(configs: list[Config], runs: int, warmup: int, progress=None) -> 
             progress(round_index + 1)
 
 
+def warnings(results: list[dict], cv_limit: float = 10.0) -> list[str]:
+    """trtexec-style warnings: unstable timings, transfer-bound or host-bound device runs."""
+    notes = []
+    for r in results:
+        label, lat, device = f"{r['model']} batch {r['batch']}", r["latency_ms"], r["device_ms"]
+        if lat["cv_percent"] > cv_limit:
+            notes.append(f"{label}: latency varies (CV {lat['cv_percent']:.0f}% > {cv_limit:.0f}%); quiet the machine, lock clocks or raise --runs.")
+        compute = device.get("compute", {}).get("median")
+        if compute:
+            if max(device.get("h2d", {}).get("median", 0), device.get("d2h", {}).get("median", 0)) >= compute:
+                notes.append(f"{label}: transfer-bound (a host/device copy takes at least the compute time).")
+            if compute < 0.5 * lat["median"]:
+                notes.append(f"{label}: host-bound (GPU compute {compute:.3f} ms is under half the {lat['median']:.3f} ms call).")
+    return notes
+
+
 def add_ratios(results: list[dict], first_model: str) -> None:
     """Give each result `vs_first`: median latency and throughput relative to the first model, same batch."""
     reference = {r["batch"]: r for r in results if r["model"] == first_model}
@@ -228,14 +244,14 @@ def model_only(
     engines: list[tuple[str, Engine]], batches: list[int], runs: int, warmup: int,
     frame: np.ndarray | None = None, progress=None,
 ) -> tuple[list[dict], list[str]]:
-    """Interleaved model-only timing of every (engine, batch); returns (results with ratios, skip notes)."""
+    """Interleaved model-only timing of every (engine, batch); returns (results with ratios, notes)."""
     if runs < 1 or warmup < 0:
         raise RoadsightError(f"bench: bad run counts. Expected --runs >= 1 and --warmup >= 0, got {runs} and {warmup}.")
     configs, skipped = make_configs(engines, batches, frame)
     interleave(configs, runs, warmup, progress)
     results = [config.result() for config in configs]
     add_ratios(results, engines[0][0])
-    return results, skipped
+    return results, skipped + warnings(results)
 
 
 def run(

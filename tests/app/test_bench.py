@@ -90,6 +90,16 @@ def test_ratios_against_first_model():
     assert results[2]["vs_first"] is None  # the first model has no batch-8 run
 
 
+def test_warnings_like_trtexec():
+    def result(cv, median, **device):
+        device_ms = {k: {"median": v} for k, v in device.items()}
+        return {"model": "m", "batch": 1, "latency_ms": {"cv_percent": cv, "median": median}, "device_ms": device_ms}
+
+    assert bench.warnings([result(2.0, 1.0, h2d=0.1, compute=0.8, d2h=0.1)]) == []
+    notes = bench.warnings([result(25.0, 1.0), result(1.0, 1.0, h2d=0.5, compute=0.4, d2h=0.1)])
+    assert len(notes) == 3 and "CV 25%" in notes[0] and "transfer-bound" in notes[1] and "host-bound" in notes[2]
+
+
 def test_no_common_batch_is_one_line_error():
     engine = FakeEngine("A", [], batch=1)
     with pytest.raises(RoadsightError, match="no engine takes any of the batch sizes"):
@@ -106,7 +116,7 @@ def test_bench_two_onnx_models_json_png_compare(models, cli, tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads((out / "bench.json").read_text())
     assert [(r["model"], r["batch"]) for r in report["model_only"]] == [("small.onnx", 1), ("small.onnx", 2), ("large.onnx", 1)]
-    assert report["notes"] == ["large.onnx: batch 2 skipped (fixed batch 1)"]
+    assert report["notes"][0] == "large.onnx: batch 2 skipped (fixed batch 1)"
     for r in report["model_only"]:
         samples = np.array(r["samples_ms"])
         assert len(samples) == 8 and r["latency_ms"]["median"] == pytest.approx(np.median(samples), abs=1e-3)
