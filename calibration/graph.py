@@ -103,15 +103,37 @@ def float_nodes(graph: Graph) -> set[str]:
     return keep
 
 
-def residual_adds(graph: Graph) -> dict[str, str]:
-    """Add nodes joining two computed tensors -> the input on the longer path (the branch, not the shortcut).
+def conv_output(graph: Graph, tensor: str) -> bool:
+    """Whether `tensor` comes straight out of a Conv, or a Conv + SiLU (x * sigmoid(x)), TensorRT's fusible pattern."""
+    node = graph.producer.get(tensor)
+    while node is not None and node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+        node = graph.producer.get(node.input[0])
+    if node is None:
+        return False
+    if node.op_type == "Mul":
+        sig = next((graph.producer.get(i) for i in node.input if getattr(graph.producer.get(i), "op_type", "") == "Sigmoid"), None)
+        if sig is None or sig.input[0] not in node.input:
+            return False
+        node = graph.producer.get(sig.input[0])
+    return node is not None and node.op_type == "Conv"
 
-    TensorRT fuses Conv(+act)+Add when only the shortcut input carries Q/DQ; the branch output is consumed
-    in float by the fused conv epilogue (ModelOpt's `build_non_residual_input_map` rule).
+
+def residual_adds(graph: Graph) -> dict[str, str]:
+    """Add nodes joining a conv branch with another computed tensor -> the branch input.
+
+    The branch is the input coming out of a Conv(+SiLU); when both do, the one on the longer path from
+    their common ancestor (ModelOpt's `build_non_residual_input_map` rule). TensorRT fuses the Add into
+    the branch's conv when only the other (shortcut) input carries Q/DQ.
     """
     out = {}
     for n in graph.nodes:
         if n.op_type != "Add" or len(n.input) != 2 or not all(graph.is_dynamic(i) and i in graph.producer for i in n.input):
+            continue
+        convs = [conv_output(graph, i) for i in n.input]
+        if not any(convs):
+            continue
+        if not all(convs):
+            out[n.name] = n.input[convs.index(True)]
             continue
         a, b = graph.ancestors(n.input[0]), graph.ancestors(n.input[1])
         common = set(a) & set(b)
@@ -152,7 +174,9 @@ def check_trt_graph(model: onnx.ModelProto) -> list[str]:
        Sigmoid/Softmax output (SiLU and the attention probabilities stay fused/float at those points);
     4. the head's final convs and the DFL conv have no DequantizeLinear on their inputs or weights;
     5. no Q/DQ anywhere downstream of the head convs, so `boxes` and `scores` never share a quantized tensor;
-    6. every residual Add has Q/DQ on at most its shortcut input (the branch input stays float for fusion);
+    6. no residual Add has Q/DQ on its branch input alone: either the shortcut only (TensorRT fuses the
+       Add into the branch's conv, the ORT path's placement) or both inputs (an INT8 add, ModelOpt's choice
+       when SiLU hides the conv from its residual matcher);
     7. all dequantized inputs of a Concat share one scale (no requantization at the concat).
     """
     graph = Graph(model)
@@ -189,8 +213,9 @@ def check_trt_graph(model: onnx.ModelProto) -> list[str]:
         if any(_dq_input(graph, i) for i in n.input if i):
             errors.append(f"{n.name}: head conv has a DequantizeLinear input (must stay float)")
     for name, branch in residual_adds(graph).items():
-        if _dq_input(graph, branch) is not None:
-            errors.append(f"{name}: residual Add's branch input {branch} is quantized (blocks Conv+Add fusion)")
+        shortcut = next(i for i in graph.by_name[name].input if i != branch)
+        if _dq_input(graph, branch) is not None and _dq_input(graph, shortcut) is None:
+            errors.append(f"{name}: residual Add quantizes only its branch input {branch} (blocks Conv+Add fusion)")
     return errors
 
 
