@@ -9,6 +9,7 @@ fills `last_timing` with `h2d`, `compute` and `d2h` (ms).
 
 from __future__ import annotations
 
+import threading
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -92,6 +93,7 @@ class TensorRTEngine(Engine):
         self.device_index = cuda_device_index(device)
         self.timing = timing
         self._context = None  # the CUDA context; TensorRT objects below live inside it
+        self._lock = threading.Lock()  # one execution context and one set of buffers: one call at a time
 
     def _open(self) -> None:
         trt = import_tensorrt("running a .engine")
@@ -150,7 +152,7 @@ class TensorRTEngine(Engine):
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         cuda, stream, events = self._cuda, self._stream, self._events
         batch = next(iter(feed.values())).shape[0]
-        with pushed(self._context):
+        with self._lock, pushed(self._context):
             if events:
                 events[0].record(stream)
             for spec in self.inputs:
