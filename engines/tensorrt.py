@@ -79,6 +79,8 @@ def pushed(context):
 class TensorRTEngine(Engine):
     """A TensorRT plan (`.engine`/`.plan`) with its `model.engine.json` sidecar.
 
+    `info` (EngineInfo) holds the sidecar: TensorRT version, GPU and profile the plan was built with.
+
     Args:
         path: the plan written by `roadsight build`.
         device: 'cuda' or 'cuda:N'.
@@ -104,12 +106,12 @@ class TensorRTEngine(Engine):
             warnings.warn(warning, stacklevel=3)
         self._cuda, self.meta, self.info = cuda, info.meta, info
         self._context = cuda.Device(self.device_index).retain_primary_context()
+        self._host, self._device, self._events, self._stream = {}, {}, [], None
         try:
             with pushed(self._context):
                 self._load(trt)
         except BaseException:
-            self._context.detach()
-            self._context = None
+            self._close()
             raise
 
     def _load(self, trt) -> None:
@@ -142,7 +144,6 @@ class TensorRTEngine(Engine):
         self.max_batch = self.inputs[0].shape[0] or tuple(self._engine.get_tensor_profile_shape(input_names[0], 0)[2])[0]
         for spec in self.inputs:
             self._exec.set_input_shape(spec.name, concrete_shape(spec.shape, self.max_batch))
-        self._host, self._device = {}, {}
         for spec in self.inputs + self.outputs:
             shape = tuple(self._exec.get_tensor_shape(spec.name))
             self._host[spec.name] = cuda.pagelocked_empty(shape, spec.dtype)
@@ -189,10 +190,11 @@ class TensorRTEngine(Engine):
         if self._context is None:
             return
         with pushed(self._context):
-            self._stream.synchronize()
+            if self._stream is not None:
+                self._stream.synchronize()
             for allocation in self._device.values():
                 allocation.free()
-            # TensorRT objects go before the context they were created in, context before engine before runtime
+            # everything created inside the context goes before it: context, then engine, then runtime
             self._host, self._device, self._events = {}, {}, []
             self._exec = self._engine = self._runtime = self._stream = None
         self._context.detach()
