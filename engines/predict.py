@@ -80,8 +80,7 @@ def _summary(console: Console, engine, records: list[dict], latencies: list[dict
         f"({engine.backend}, {engine.meta.precision}, input {engine.meta.imgsz[1]}x{engine.meta.imgsz[0]})"
     )
     if latencies:
-        stages = [k for k in latencies[0] if k != "started"]
-        medians = ", ".join(f"{k} {statistics.median(l[k] for l in latencies):.1f}" for k in stages)
+        medians = ", ".join(f"{k} {statistics.median(l[k] for l in latencies):.1f}" for k in latencies[0])
         console.print(f"median ms per image (time since the previous stage): {medians}")
     if skipped:
         console.print(f"[yellow]skipped {len(skipped)} unreadable file(s):[/] {', '.join(skipped[:5])}")

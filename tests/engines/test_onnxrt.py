@@ -150,3 +150,15 @@ def test_predictor_on_a_dynamic_batch_matches_single_frames(tiny_dynamic):
         alone = [predictor([f])[0] for f in frames]
     for a, b in zip(together, alone):
         assert np.array_equal(a.boxes, b.boxes) and np.array_equal(a.lane, b.lane)
+
+
+def test_predictor_pads_the_last_chunk_of_a_fixed_batch_of_two(tmp_path):
+    frames = [scene(), scene()[:, ::-1].copy(), scene()]
+    with engines.load(make_tiny_onnx(tmp_path / "b2.onnx", names=("car", "bus"), batch=2)) as engine:
+        predictor = engines.Predictor(engine)
+        assert predictor.max_batch == 2
+        batch, params = predictor.preprocess(frames[2:])
+        assert batch.shape == (2, 3, 64, 96) and len(params) == 1 and not batch[1].any()
+        results = predictor(frames)
+    assert [r.frame_index for r in results] == [0, 1, 2]
+    assert np.array_equal(results[0].boxes, results[2].boxes) and not np.array_equal(results[0].boxes, results[1].boxes)
