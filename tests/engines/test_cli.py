@@ -92,3 +92,14 @@ def test_predict_with_onnx_never_imports_torch(images, model, tmp_path):
     )
     assert run.returncode == 0, run.stderr
     assert "TORCH-FREE OK" in run.stdout and len(list((tmp_path / "out").glob("*.json"))) == 3
+
+
+def test_image_paths_from_file_folder_and_glob(images):
+    from engines.errors import RoadsightError
+    from engines.predict import image_paths
+
+    assert image_paths(str(images / "frame1.png")) == [images / "frame1.png"]
+    assert [p.name for p in image_paths(str(images))] == ["frame0.png", "frame1.png", "frame2.png"]
+    assert [p.name for p in image_paths(str(images / "frame[12].png"))] == ["frame1.png", "frame2.png"]
+    with pytest.raises(RoadsightError, match="no images found"):
+        image_paths(str(images / "*.txt"))

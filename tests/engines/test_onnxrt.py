@@ -162,3 +162,11 @@ def test_predictor_pads_the_last_chunk_of_a_fixed_batch_of_two(tmp_path):
         results = predictor(frames)
     assert [r.frame_index for r in results] == [0, 1, 2]
     assert np.array_equal(results[0].boxes, results[2].boxes) and not np.array_equal(results[0].boxes, results[1].boxes)
+
+
+def test_pt_without_the_torch_backend_module_is_a_clear_error(tmp_path, monkeypatch):
+    checkpoint = tmp_path / "best.pt"
+    checkpoint.write_bytes(b"not used")
+    monkeypatch.setitem(__import__("sys").modules, "engines.torch_backend", None)  # as if the file were missing
+    with pytest.raises(RoadsightError, match=r"torch backend: engines/torch_backend.py is not part of this installation"):
+        engines.load(checkpoint)
