@@ -25,7 +25,7 @@ import numpy as np
 
 from model.ultra import torch
 from engines.errors import RoadsightError
-from engines.meta import ModelMeta
+from engines.meta import ModelMeta, format_imgsz
 from model.config import ATTENTION_STRIDE, ModelConfig
 from model.network import RoadNet, load_checkpoint
 
@@ -107,6 +107,8 @@ def check_options(opts: ExportOptions) -> None:
             f"--batch/--dynamic: both given. Expected a fixed --batch N or --dynamic, got --batch {opts.batch} "
             "and --dynamic. Drop one of them."
         )
+    if opts.out is not None and Path(opts.out).suffix.lower() != ".onnx":
+        raise RoadsightError(f"--out: {opts.out} does not end in .onnx. Expected a path like model.onnx, got {opts.out}.")
     if opts.batch < 1:
         raise RoadsightError(f"--batch: {opts.batch}. Expected a positive batch size, got {opts.batch}.")
 
@@ -127,7 +129,11 @@ def export_onnx(opts: ExportOptions) -> ExportResult:
     cfg = model.cfg
     imgsz = tuple(opts.imgsz or cfg.imgsz)
     if any(v <= 0 or v % ATTENTION_STRIDE for v in imgsz):
-        raise RoadsightError(f"--imgsz: {imgsz} (h, w). Expected positive multiples of 32, got that. Try 640x384.")
+        raise RoadsightError(
+            f"--imgsz: {format_imgsz(imgsz)} is not a positive multiple of 32. Expected e.g. 640x384, "
+            f"got {format_imgsz(imgsz)}."
+        )
+    images, source = parity_inputs(imgsz, 2 if opts.dynamic else opts.batch, opts.data)  # fail before exporting
     precision = "fp16" if opts.half else "fp32"
     meta = model_meta(cfg, imgsz, precision, opts.seg_output, None if opts.dynamic else opts.batch)
     out = Path(opts.out or default_out(Path(opts.weights), opts.half))
@@ -164,7 +170,6 @@ def export_onnx(opts: ExportOptions) -> ExportResult:
     onnx.save(graph, str(out))
     seconds = time.perf_counter() - start
 
-    images, source = parity_inputs(imgsz, 2 if opts.dynamic else opts.batch, opts.data)
     parity = compare(reference, out, images)
     return ExportResult(out, meta, seconds, out.stat().st_size, parity, source)
 
@@ -207,14 +212,16 @@ def parity_inputs(imgsz: tuple[int, int], batch: int, data: Path | None, seed: i
     from engines.preprocess import letterbox
 
     data = Path(data)
-    files = sorted(p for p in data.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if data.is_dir() else []
-    if not files:
+    root = data / "images" if (data / "images").is_dir() else data  # a dataset root: frames only, not its masks
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if root.is_dir() else []
+    frames = [frame for frame in (cv2.imread(str(path)) for path in files[:batch]) if frame is not None]
+    if not frames:
         raise RoadsightError(
-            f"--data: no images in {data}. Expected a folder with .jpg/.png frames (searched recursively), got none."
+            f"--data: no readable images in {data}. Expected a folder with .jpg/.png frames (searched "
+            "recursively), got none."
         )
-    frames = [cv2.imread(str(path)) for path in (files * batch)[:batch]]
-    images, _ = letterbox(frames, imgsz)
-    return images, f"{len(set(files[:batch]))} image(s) from {data}"
+    images, _ = letterbox((frames * batch)[:batch], imgsz)
+    return images, f"{len(frames)} image(s) from {data}"
 
 
 def compare(reference: RoadNet, onnx_path: Path, images: np.ndarray) -> dict[str, tuple[float, float]]:

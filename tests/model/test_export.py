@@ -299,7 +299,7 @@ def test_torch_engine_mask_and_bad_options(ckpt):
             engines.load(ckpt, **kwargs)
 
 
-def test_bad_checkpoints_are_one_line_errors(workdir):
+def test_bad_checkpoints_and_options_are_one_line_errors(ckpt, workdir):
     not_roadsight = workdir / "yolo.pt"
     torch.save({"model": {}, "train_args": {}}, not_roadsight)
     garbage = workdir / "garbage.pt"
@@ -317,9 +317,12 @@ def test_bad_checkpoints_are_one_line_errors(workdir):
         (ExportOptions(weights=not_roadsight, seg_output="logits"), "--seg-output"),
         (ExportOptions(weights=not_roadsight, opset=21), "--opset"),
         (ExportOptions(weights=not_roadsight, batch=4, dynamic=True), "--batch/--dynamic"),
+        (ExportOptions(weights=not_roadsight, out=workdir / "model.engine"), "--out"),
+        (ExportOptions(weights=ckpt, data=workdir / "no-frames", out=workdir / "never.onnx"), "--data"),
     ):
         with pytest.raises(RoadsightError, match=message):
             export_onnx(opts)
+    assert not (workdir / "never.onnx").exists()
 
 
 def test_cli_prints_one_line_for_missing_weights(workdir):
