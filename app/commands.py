@@ -81,7 +81,46 @@ def video(
         raise typer.Exit(1)
 
 
+def run(
+    model: Path = typer.Option(..., "--model", "-m", help="Model: .onnx (ONNX Runtime), .engine (TensorRT) or .pt."),
+    source: list[str] = typer.Option(..., "--source", "-s", help="Camera index (0), /dev/videoN, csi://N, a GStreamer pipeline, rtsp/http/udp URL, video file, image folder or glob; repeat for several (one engine, outputs get _0, _1, ...)."),
+    show: bool = typer.Option(False, "--show", help="Show the annotated frames in a window (q or Esc stops)."),
+    save: Path = typer.Option(None, "--save", help="Annotated video (.mp4, .avi, .mkv, .mov): the source's fps for files, wall-clock timing for live sources."),
+    jsonl: Path = typer.Option(None, "--jsonl", help="One Perception JSON line per processed frame, flushed per frame."),
+    dump_dir: Path = typer.Option(None, "--dump-dir", help="Folder for annotated frames as <frame>.jpg."),
+    conf: float = typer.Option(0.25, "--conf", min=0.0, max=1.0, help="Detection confidence threshold."),
+    iou: float = typer.Option(0.45, "--iou", min=0.0, max=1.0, help="NMS IoU threshold."),
+    live: bool = typer.Option(None, "--live/--no-live", help="Force the policy: live keeps only the newest frame (drops counted, bounded latency); no-live processes every frame in order. Default: by source (cameras and URLs live, files not)."),
+    reconnect_timeout: float = typer.Option(30.0, "--reconnect-timeout", min=0.0, help="Seconds a network source may stay down before it is given up (0: a drop ends it)."),
+    device: str = typer.Option("cpu", "--device", "-d", help="cpu, cuda[:N] or tensorrt[:N] for ONNX Runtime; TensorRT engines always use the GPU."),
+) -> None:
+    """Run the model on live or recorded sources: window, annotated video, JSONL, frame dumps.
+
+    Capture, preprocessing, inference, postprocessing and the outputs overlap in threads. A live status line shows fps, capture-to-result latency (median/p99), drops and reconnects; a summary follows at the end. Ctrl-C or SIGTERM finish the queued frames and close every output. The exit code is 1 when a source failed (could not be opened, vanished, or was lost for good).
+
+    Examples:
+        roadsight run -m model.onnx -s clip.mp4 --save out.mp4 --jsonl out.jsonl
+        roadsight run -m model.engine -s csi://0 --show --device cuda
+        roadsight run -m model.onnx -s rtsp://cam1/stream -s rtsp://cam2/stream --jsonl runs/cams.jsonl --reconnect-timeout 60
+        roadsight run -m model.onnx -s "frames/*.jpg" --dump-dir runs/frames
+    """
+    from rich.console import Console
+
+    from app.run import RunOptions
+    from app.run import run as run_pipeline
+
+    console = Console(stderr=True)
+    options = RunOptions(model, source, show, save, jsonl, dump_dir, conf, iou, live, reconnect_timeout, device)
+    stats = run_pipeline(options, console)
+    failed = [s for s in stats.sources if s.failed]
+    if failed:
+        console.print(f"[bold red]error:[/] {len(failed)} of {len(stats.sources)} sources failed: "
+                      + "; ".join(s.error for s in failed), highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     """Add this package's commands to the root app."""
     app.command("bench")(bench)
     app.command("video")(video)
+    app.command("run")(run)
