@@ -50,7 +50,9 @@ class TorchEngine(Engine):
                 "Drop --half or run on a GPU."
             )
         if seg_output not in ("prob", "mask"):
-            raise RoadsightError(f"seg_output: unknown value {seg_output!r}. Expected prob or mask, got {seg_output!r}.")
+            raise RoadsightError(
+                f"seg_output: unknown value {seg_output!r}. Expected prob or mask, got {seg_output!r}."
+            )
         self.half, self.seg_output, self.fuse = half, seg_output, fuse
         self.model = None
         self.cfg = None

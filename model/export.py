@@ -108,7 +108,9 @@ def check_options(opts: ExportOptions) -> None:
             "and --dynamic. Drop one of them."
         )
     if opts.out is not None and Path(opts.out).suffix.lower() != ".onnx":
-        raise RoadsightError(f"--out: {opts.out} does not end in .onnx. Expected a path like model.onnx, got {opts.out}.")
+        raise RoadsightError(
+            f"--out: {opts.out} does not end in .onnx. Expected a path like model.onnx, got {opts.out}."
+        )
     if opts.batch < 1:
         raise RoadsightError(f"--batch: {opts.batch}. Expected a positive batch size, got {opts.batch}.")
 

@@ -294,7 +294,11 @@ def test_torch_engine_mask_and_bad_options(ckpt):
     probs = _torch_outputs(ckpt, images)
     assert out["lane"].dtype == np.uint8
     assert (out["lane"] != (probs["lane"] > 0.5)).mean() < 1e-3
-    for kwargs, message in (({"device": "tpu"}, "unknown device"), ({"half": True}, "FP16 on the CPU")):
+    bad = [({"device": "tpu"}, "unknown device"), ({"half": True}, "FP16 on the CPU")]
+    bad.append(({"seg_output": "x"}, "prob or mask"))
+    if not torch.cuda.is_available():
+        bad.append(({"device": "cuda"}, "no CUDA GPU"))
+    for kwargs, message in bad:
         with pytest.raises(RoadsightError, match=message):
             engines.load(ckpt, **kwargs)
 
@@ -312,6 +316,9 @@ def test_bad_checkpoints_and_options_are_one_line_errors(ckpt, workdir):
         with pytest.raises(RoadsightError, match=message) as info:
             export_onnx(ExportOptions(weights=weights, out=workdir / "never.onnx"))
         assert "\n" not in str(info.value)
+        if weights.exists():
+            with pytest.raises(RoadsightError, match=message):
+                engines.load(weights)  # the PyTorch engine reports the same
     assert not (workdir / "never.onnx").exists()
     for opts, message in (
         (ExportOptions(weights=not_roadsight, seg_output="logits"), "--seg-output"),
