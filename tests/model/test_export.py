@@ -202,7 +202,7 @@ def test_mask_output_bakes_the_threshold(ckpt, workdir, dynamic_fp32):
     assert result.parity["lane"][1] < 1e-3  # fraction of pixels where PyTorch and ONNX disagree
 
 
-def test_half_export_runs_in_onnxruntime_cpu(ckpt, workdir):
+def test_half_export_runs_in_onnxruntime_cpu(ckpt, workdir, dynamic_fp32):
     result = export_onnx(ExportOptions(weights=ckpt, half=True, out=workdir / "half.onnx"))
     meta = _meta(result.path)
     assert meta.precision == "fp16" and "float16" in meta.preprocess
@@ -224,8 +224,14 @@ def test_half_export_runs_in_onnxruntime_cpu(ckpt, workdir):
     assert box_error.mean() < 0.5 and box_error.max() < 8.0
     assert all(np.abs(got[n].astype(np.float32) - want[n]).max() < 0.05 for n in ("scores", "drivable", "lane"))
     assert result.parity["boxes"][1] < 0.5 and result.parity["scores"][0] < 0.05
-    fp32_size = (workdir / "dynamic.onnx").stat().st_size
+    fp32_size = dynamic_fp32.size_bytes
     assert result.size_bytes < 0.6 * fp32_size
+    frames = _frames(2)
+    with engines.load(result.path) as half, engines.load(ckpt) as full:
+        assert half.inputs[0].dtype == np.float16
+        for a, b in zip(engines.Predictor(half, conf=0.5)(frames), engines.Predictor(full, conf=0.5)(frames)):
+            assert len(b.boxes) > 0 and abs(len(a.boxes) - len(b.boxes)) <= 1
+            assert (a.drivable != b.drivable).mean() < 0.01 and (a.lane != b.lane).mean() < 0.01
 
 
 def test_predictor_parity_onnx_vs_pt(ckpt, dynamic_fp32):
