@@ -203,7 +203,9 @@ def add_ratios(results: list[dict], first_model: str) -> None:
 INCLUDES = {
     "model_only": "Engine.infer only: host wall time including host/device copies and synchronisation; "
     "letterbox, NMS and mask post-processing excluded",
-    "pipeline": "capture/decode, letterbox, infer, NMS and mask resizing to frame size, sinks; stages overlap in threads",
+    "pipeline": "decode, letterbox, infer, NMS and mask resizing to frame size, sinks (JSONL; drawing and mp4v "
+    "encoding in the second run); stages overlap in threads; the clip is read as a file (every frame, "
+    "back-pressure), so latency includes waits in the bounded queues; vs model = fps / model-only img/s at batch 1",
 }
 
 

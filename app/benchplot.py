@@ -23,10 +23,10 @@ def _breakdown(report: dict) -> tuple[str, list[str], list[str], list[list[float
     """(title, row labels, stage names, median ms per row and stage) for the right-hand panel."""
     if report.get("pipeline"):
         runs = report["pipeline"]
-        stages = list(dict.fromkeys(s for run in runs for s in run["stages_ms"]))
-        rows = [f"{run['model']}\n{run['outputs']}" for run in runs]
-        values = [[run["stages_ms"].get(s, {}).get("median", 0.0) for s in stages] for run in runs]
-        return "Pipeline stages (median ms per frame)", rows, stages, values
+        stages = list(dict.fromkeys(s for run in runs for s in run["work_ms"]))
+        rows = [f"{run['model']}\n{run['outputs']}\n{run['fps']:.0f} fps" for run in runs]
+        values = [[run["work_ms"].get(s, 0.0) for s in stages] for run in runs]
+        return "Pipeline work per stage (mean ms per frame, waits excluded)", rows, stages, values
     results = report["model_only"]
     if any(r["device_ms"] for r in results):
         stages = ["h2d", "compute", "d2h"]

@@ -70,18 +70,19 @@ def model_table(report: dict) -> Table:
 
 
 def pipeline_table(report: dict) -> Table:
-    """Per-stage latency (median ms), capture-to-result p50/p99, end-to-end fps and its fraction of model-only."""
-    stages = list(dict.fromkeys(s for run in report["pipeline"] for s in run["stages_ms"]))
-    table = _table("Pipeline on the clip (median ms per frame; latency = capture to result)")
+    """Work per stage (mean ms per frame), capture-to-result p50/p99, end-to-end fps and its share of model-only."""
+    stages = list(dict.fromkeys(s for run in report["pipeline"] for s in run["work_ms"]))
+    short = {"preprocess": "pre", "postprocess": "post"}
+    table = _table("Pipeline on the clip: work per stage (mean ms per frame, no waits); latency = decoded to written")
     table.add_column("model")
     table.add_column("outputs")
-    for column in [*stages, "pre+post", "latency p50", "latency p99", "fps", "of model-only"]:
-        table.add_column(column, justify="right")
+    for column in [*(short.get(s, s) for s in stages), "pre+post", "lat p50", "lat p99", "fps", "vs model"]:
+        table.add_column(column, justify="right", no_wrap=True)
     for run in report["pipeline"]:
         latency = run["capture_to_result_ms"]
         fraction = run.get("fps_vs_model_only")
         row = [run["model"], run["outputs"]]
-        row += [_ms(run["stages_ms"].get(s, {}).get("median")) for s in stages]
+        row += [_ms(run["work_ms"].get(s)) for s in stages]
         row += [_ms(run["pre_post_ms"]), _ms(latency.get("median")), _ms(latency.get("p99")), f"{run['fps']:.1f}"]
         row.append("-" if fraction is None else f"{100 * fraction:.0f}%")
         table.add_row(*row)

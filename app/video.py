@@ -2,8 +2,9 @@
 
 Each worker owns one engine: on the CPU, K worker processes split the cores (ONNX Runtime intra-op
 threads = cores // K); on NVIDIA GPUs, one worker per GPU. With one worker everything runs in this
-process. Per file the worker decodes every frame (files lose none), predicts, draws and encodes
-`NAME.mp4` and/or writes `NAME.jsonl`, under temporary names renamed when complete (`app.videojobs`).
+process. Each file goes through the streaming pipeline of `roadsight run` (app.pipeline: decode,
+preprocess, infer, postprocess and sinks overlap in threads; files lose no frame) into an annotated
+`NAME.mp4` and/or `NAME.jsonl`, under temporary names renamed when complete (`app.videojobs`).
 A file that fails is reported and skipped; the others go on.
 """
 
@@ -20,13 +21,12 @@ from typing import Callable
 from app.videojobs import Job, Row, collect_inputs, make_jobs, write_summary
 from engines.errors import RoadsightError
 
-REPORT_EVERY = 8  # frames between progress messages from a worker
 Event = tuple[str, int, int]  # ("start", job index, estimated frames) | ("frames", job index, count)
 
 
 @dataclass(frozen=True)
 class Settings:
-    """What every worker needs to build its predictor."""
+    """What every worker needs to open its engine and run the pipeline."""
 
     model: str
     conf: float = 0.25
@@ -60,12 +60,12 @@ def plan_slots(model: str, device: str, workers: int | None, files: int, threads
     return [Slot("cpu", threads or max(1, cores // count))] * count
 
 
-def make_predictor(settings: Settings, slot: Slot):
+def open_engine(settings: Settings, slot: Slot):
     """Open the model on the slot's device (ONNX Runtime with the slot's thread count)."""
     import engines
 
     options = {"intra_op_threads": slot.threads} if Path(settings.model).suffix.lower() == ".onnx" else {}
-    return engines.Predictor(engines.load(settings.model, device=slot.device, **options), conf=settings.conf, iou=settings.iou)
+    return engines.load(settings.model, device=slot.device, **options)
 
 
 def frame_count(path: Path) -> int:
@@ -78,75 +78,80 @@ def frame_count(path: Path) -> int:
     return max(count, 0)
 
 
-def process(job: Job, predictor, report: Callable[[Event], None]) -> Row:
-    """Decode every frame of `job.source`, predict, write the outputs, commit them; returns the CSV row."""
-    import cv2
+class Tally:
+    """Counts what the sinks write: frames, detections and the drivable fraction per frame."""
 
-    from engines.draw import draw
+    def __init__(self, sinks):
+        self.sinks = sinks
+        self.frames = self.detections = self.drivable_frames = 0
+        self.drivable_sum = 0.0
 
-    capture = cv2.VideoCapture(str(job.source))
-    if not capture.isOpened():
-        raise RoadsightError(f"{job.source.name}: cannot open it. Expected a video OpenCV can decode, got an unreadable file.")
-    video_fps = capture.get(cv2.CAP_PROP_FPS)
-    video_fps = video_fps if 0 < video_fps < 1000 else 30.0
-    report(("start", job.index, max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0)))
+    def write(self, frame, perception, status=None) -> bool:
+        self.frames += 1
+        self.detections += len(perception)
+        if perception.drivable is not None:
+            self.drivable_sum += float(perception.drivable.mean())
+            self.drivable_frames += 1
+        return self.sinks.write(frame, perception, status)
+
+    def close(self) -> None:
+        self.sinks.close()
+
+
+def process(job: Job, engine, settings: Settings, report: Callable[[Event], None]) -> Row:
+    """Run one file through the pipeline into partial outputs, then commit them; returns the CSV row."""
+    from app.benchpipe import LentEngine
+    from app.pipeline import Pipeline, PipelineOptions
+    from app.sinks import JsonlSink, SinkSet, VideoSink
+    from app.sources import open_source
+
+    source = open_source(str(job.source), live=False)
+    report(("start", job.index, frame_count(job.source)))
     job.clear_partials()
-    writer, handle = None, None
-    frames = detections = unreported = 0
-    drivable_sum, drivable_frames = 0.0, 0
+    sinks = Tally(SinkSet(
+        video=VideoSink(job.partial("mp4"), lambda: source.fps or 30.0) if job.video else None,
+        jsonl=JsonlSink(job.partial("jsonl")) if job.jsonl else None,
+    ))
+    reported = 0
+
+    def tick(stats) -> None:
+        nonlocal reported
+        done = stats.sources[0].processed
+        if done > reported:
+            report(("frames", job.index, done - reported))
+            reported = done
+
+    notes: list[str] = []
+    options = PipelineOptions(conf=settings.conf, iou=settings.iou)
     start = time.perf_counter()
     try:
-        handle = open(job.partial("jsonl"), "w") if job.jsonl else None
-        while True:
-            captured = time.perf_counter()
-            ok, frame = capture.read()
-            if not ok:
-                break
-            perception = predictor([frame])[0]
-            perception.frame_index, perception.source = frames, job.source.name
-            perception.timestamps = {"captured": captured, **perception.timestamps}
-            if job.video:
-                if writer is None:
-                    writer = cv2.VideoWriter(str(job.partial("mp4")), cv2.VideoWriter_fourcc(*"mp4v"), video_fps,
-                                             (frame.shape[1], frame.shape[0]))
-                    if not writer.isOpened():
-                        raise RoadsightError(f"{job.partial('mp4')}: cannot open a video writer. Expected OpenCV with an mp4v encoder, got none. Try --no-video.")
-                writer.write(draw(frame, perception, copy=False))
-            if handle is not None:
-                handle.write(perception.to_json() + "\n")
-            frames, detections = frames + 1, detections + len(perception)
-            if perception.drivable is not None:
-                drivable_sum, drivable_frames = drivable_sum + float(perception.drivable.mean()), drivable_frames + 1
-            unreported += 1
-            if unreported == REPORT_EVERY:
-                report(("frames", job.index, unreported))
-                unreported = 0
+        stats = Pipeline([source], lambda: LentEngine(engine), [sinks], options, log=notes.append, on_tick=tick).run(handle_signals=False)
     except BaseException:
-        _close(capture, writer, handle)
         job.clear_partials()
         raise
-    _close(capture, writer, handle)
-    if unreported:
-        report(("frames", job.index, unreported))
-    if frames == 0:
-        job.clear_partials()
-        raise RoadsightError(f"{job.source.name}: no frames decoded. Expected a readable video, got an empty or corrupt file.")
+    tick(stats)
     seconds = time.perf_counter() - start
+    state = stats.sources[0]
+    if state.failed or sinks.frames == 0:
+        job.clear_partials()
+        reason = state.error or "no frames decoded. Expected a readable video, got an empty or corrupt file."
+        raise RoadsightError(reason if reason.startswith(job.source.name) else f"{job.source.name}: {reason}")
     row = Row(
-        file=str(job.source), status="ok", frames=frames, fps=round(frames / seconds, 2), video_fps=round(video_fps, 3),
-        detections=detections, seconds=round(seconds, 3), outputs=";".join(job.final(k).name for k in job.kinds),
-        mean_drivable_fraction=round(drivable_sum / drivable_frames, 4) if drivable_frames else None,
+        file=str(job.source), status="ok", frames=sinks.frames, fps=round(sinks.frames / seconds, 2),
+        video_fps=round(source.fps or 0.0, 3), detections=sinks.detections, seconds=round(seconds, 3),
+        outputs=";".join(job.final(k).name for k in job.kinds),
+        mean_drivable_fraction=round(sinks.drivable_sum / sinks.drivable_frames, 4) if sinks.drivable_frames else None,
+        error="; ".join(_plain(note) for note in notes),
     )
     job.commit(row)
     return row
 
 
-def _close(capture, writer, handle) -> None:
-    capture.release()
-    if writer is not None:
-        writer.release()
-    if handle is not None:
-        handle.close()
+def _plain(message: str) -> str:
+    """A pipeline log line without rich markup."""
+    from rich.text import Text
+
+    return Text.from_markup(message).plain
 
 
 def error_row(job: Job, error: BaseException) -> Row:
@@ -155,10 +160,10 @@ def error_row(job: Job, error: BaseException) -> Row:
     return Row(file=str(job.source), status="error", error=text)
 
 
-def run_job(job: Job, predictor, report: Callable[[Event], None]) -> Row:
+def run_job(job: Job, engine, settings: Settings, report: Callable[[Event], None]) -> Row:
     """`process`, with any failure of this one file turned into an error row."""
     try:
-        return process(job, predictor, report)
+        return process(job, engine, settings, report)
     except Exception as error:  # a corrupt file may raise anything from OpenCV; the others must go on
         return error_row(job, error)
 
@@ -171,12 +176,13 @@ def _init_worker(settings: Settings, slots: list[Slot], counter, queue) -> None:
     with counter.get_lock():
         number = counter.value
         counter.value += 1
-    _WORKER["predictor"] = make_predictor(settings, slots[number % len(slots)])
+    _WORKER["engine"] = open_engine(settings, slots[number % len(slots)])
+    _WORKER["settings"] = settings
     _WORKER["report"] = queue.put
 
 
 def _worker_job(job: Job) -> Row:
-    return run_job(job, _WORKER["predictor"], _WORKER["report"])
+    return run_job(job, _WORKER["engine"], _WORKER["settings"], _WORKER["report"])
 
 
 class Progress:
@@ -285,15 +291,15 @@ def run(
     )
     if todo:
         out.mkdir(parents=True, exist_ok=True)
-        predictor = make_predictor(settings, slots[0])  # fails early, in one line, on a bad model or device
+        engine = open_engine(settings, slots[0])  # fails early, in one line, on a bad model or device
         if len(slots) > 1:
-            predictor.engine.close()
+            engine.close()
         estimates = {job.index: frame_count(job.source) for job in todo}
         try:
             with Progress(jobs, estimates, console, skipped=len(jobs) - len(todo)) as progress:
                 if len(slots) == 1:
                     for job in todo:
-                        rows[job.index] = run_job(job, predictor, progress.event)
+                        rows[job.index] = run_job(job, engine, settings, progress.event)
                         progress.done(job, rows[job.index])
                 else:
                     rows.update(_run_pool(todo, settings, slots, progress))
@@ -302,7 +308,7 @@ def run(
             raise
         finally:
             if len(slots) == 1:
-                predictor.engine.close()
+                engine.close()
     ordered = [rows[job.index] for job in jobs]
     write_summary(ordered, out / "summary.csv")
     return ordered

@@ -112,7 +112,7 @@ def test_bench_two_onnx_models_json_png_compare(models, cli, tmp_path):
     out = tmp_path / "run1"
     args = ["bench", "-m", str(models[0]), "-m", str(models[1]), "--batch", "1,2", "--runs", "8",
             "--warmup", "2", "--threads", "1", "--out", str(out)]
-    result = CliRunner().invoke(cli, args, terminal_width=160)
+    result = CliRunner(env={"COLUMNS": "160"}).invoke(cli, args)
     assert result.exit_code == 0, result.output
     report = json.loads((out / "bench.json").read_text())
     assert [(r["model"], r["batch"]) for r in report["model_only"]] == [("small.onnx", 1), ("small.onnx", 2), ("large.onnx", 1)]
@@ -163,3 +163,35 @@ def test_png_skipped_without_matplotlib(models, tmp_path, monkeypatch):
     json_path, png_path, reason = bench.save(report, tmp_path / "out")
     assert json_path.is_file() and png_path is None and not (tmp_path / "out" / "bench.png").exists()
     assert reason.startswith("PNG skipped: matplotlib is not installed")
+
+
+def test_pipeline_mode_per_stage(models, cli, tmp_path):
+    clip = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10, (96, 64))
+    for i in range(15):
+        frame = np.full((64, 96, 3), 40, np.uint8)
+        frame[:, :50, 1] = 220
+        frame[8:24, 8 + i : 32 + i] = 255
+        writer.write(frame)
+    writer.release()
+    out = tmp_path / "bench"
+    args = ["bench", "-m", str(models[0]), "-m", str(models[1]), "--runs", "5", "--warmup", "1",
+            "--source", str(clip), "--out", str(out)]
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "bench.json").read_text())
+    runs = report["pipeline"]
+    assert [(r["model"], r["outputs"]) for r in runs] == [
+        ("small.onnx", "jsonl"), ("small.onnx", "draw+video+jsonl"), ("large.onnx", "jsonl"), ("large.onnx", "draw+video+jsonl")]
+    model_only = {r["model"]: r for r in report["model_only"]}
+    for run in runs:
+        assert run["frames"] == 15 and run["state"] == "ended" and run["frame_size"] == "96x64"
+        assert set(run["work_ms"]) == {"decode", "preprocess", "infer", "postprocess", "sinks"}
+        assert all(ms > 0 for ms in run["work_ms"].values())
+        assert run["pre_post_ms"] == pytest.approx(run["work_ms"]["preprocess"] + run["work_ms"]["postprocess"], abs=2e-3)
+        assert run["capture_to_result_ms"]["count"] == run["decode_ms"]["count"] == 15
+        assert run["capture_to_result_ms"]["median"] >= run["stage_latency_ms"]["inferred"]["median"]
+        reference = model_only[run["model"]]["throughput_ips"]
+        assert run["model_only_ips"] == reference and run["fps_vs_model_only"] == pytest.approx(run["fps"] / reference, abs=1e-4)
+    assert "vs model" in result.output and "draw+video+jsonl" in result.output
+    assert cv2.imread(str(out / "bench.png")) is not None
