@@ -15,24 +15,24 @@ from pathlib import Path
 
 import numpy as np
 
+from app import stats
 from engines.base import Engine
 from engines.errors import RoadsightError
 from engines.meta import format_imgsz
 
 DEVICE_STAGES = ("h2d", "compute", "d2h")
-PERCENTILES = (90, 95, 99)
 
 
 def summarize(samples_ms) -> dict[str, float]:
-    """min, median, mean, p90/p95/p99, max, std and coefficient of variation (%) of latencies in ms."""
+    """app.stats' summary (count, mean, median, p90, p99, max) plus min, p95, std and CV (%), rounded."""
     values = np.asarray(samples_ms, dtype=np.float64)
+    out = stats.summarize(values)
     if not values.size:
-        return {}
-    out = {"count": int(values.size), "min": values.min(), "median": float(np.median(values)), "mean": values.mean()}
-    out.update({f"p{p}": float(np.percentile(values, p)) for p in PERCENTILES})
-    out.update({"max": values.max(), "std": values.std()})
+        return out
+    out.update(min=values.min(), p95=np.percentile(values, 95), std=values.std())
     out["cv_percent"] = 100.0 * out["std"] / out["mean"] if out["mean"] > 0 else 0.0
-    return {k: (v if k == "count" else round(float(v), 4)) for k, v in out.items()}
+    order = ("count", "min", "median", "mean", "p90", "p95", "p99", "max", "std", "cv_percent")
+    return {k: (out[k] if k == "count" else round(float(out[k]), 4)) for k in order}
 
 
 def parse_batches(text: str) -> list[int]:
