@@ -3,8 +3,9 @@
 1. One capture thread per source puts frames into a `FrameHub`. Live sources keep only the newest frame
    (an unconsumed frame is replaced and counted as dropped); file sources wait for room (back-pressure,
    nothing lost, in order). Network sources reconnect with back-off until `reconnect_timeout`.
-2. The preprocess thread takes up to the engine's batch of frames (round-robin over sources) only when the
-   infer thread has room for it, so a live frame never ages in a queue, and letterboxes them.
+2. The preprocess thread takes up to the engine's batch of frames (round-robin over sources) and letterboxes
+   them. With live sources it takes frames only once the engine is free, so a frame never ages in a queue;
+   with files only, one batch is prepared while the engine runs the previous one.
 3. The infer thread creates the engine (it owns its CUDA context) and runs it.
 4. The postprocess thread turns outputs into Perceptions (timestamps captured/preprocessed/inferred/
    postprocessed).
@@ -34,7 +35,7 @@ from app.sources import Frame, Source
 from app.stats import RunStats, SourceStats
 
 END = None  # queue sentinel
-BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 5.0)  # reconnect delays; the last repeats
+BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 4.0, 5.0)  # reconnect delays; the last repeats
 
 
 @dataclass
@@ -126,7 +127,8 @@ class Pipeline:
         self.log, self.on_tick = log, on_tick
         self.stats = RunStats([SourceStats(s.name, s.live) for s in sources])
         self.hub = FrameHub(sources, self.stats.sources, self.options.file_buffer)
-        depth = 1 if any(s.live for s in sources) else 2
+        self.live_mode = any(s.live for s in sources)
+        depth = 1 if self.live_mode else 2
         self.slots = threading.Semaphore(depth)  # batches the infer thread may have waiting
         self.pre_q: queue.Queue = queue.Queue()
         self.infer_q: queue.Queue = queue.Queue(maxsize=depth)
@@ -174,7 +176,7 @@ class Pipeline:
             source.open()
         except RoadsightError as error:
             stats.state, stats.error = "failed", str(error)
-            self.log(f"[red]{source.name}[/]: {error}")
+            self.log(f"[red]{error}[/]")
             self.hub.close(source_id)
             return
         stats.state = "running"
@@ -278,11 +280,14 @@ class Pipeline:
             self.predictor = Predictor(engine, self.options.conf, self.options.iou)
             self.ready.set()
             while (item := self._get(self.pre_q)) is not END:
-                self.slots.release()
+                if not self.live_mode:
+                    self.slots.release()  # files: the next batch is prepared while this one runs
                 frames, batch, params, preprocessed = item
                 start = time.perf_counter()
                 outputs = self.predictor.infer(batch)
                 inferred = time.perf_counter()
+                if self.live_mode:
+                    self.slots.release()  # live: take the next (newest) frame only now, so it never waits
                 self.stats.add_busy("infer", inferred - start, len(frames))
                 if not self._put(self.infer_q, (frames, outputs, params, preprocessed, inferred)):
                     break
@@ -387,7 +392,8 @@ class Pipeline:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             for thread in captures:  # a capture blocked in a network read ends on its own (daemon)
-                thread.join(timeout=0.5)
+                if thread.is_alive():
+                    thread.join(timeout=0.5)
         if self.error:
             raise RoadsightError(self.error)
         return self.stats

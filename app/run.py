@@ -15,7 +15,7 @@ from engines.errors import RoadsightError
 
 from app.pipeline import Pipeline, PipelineOptions
 from app.sinks import DumpSink, JsonlSink, SinkSet, VideoSink, WindowSink, check_output, per_source
-from app.sources import Source, open_source
+from app.sources import Source, open_source, quiet_opencv
 from app.stats import RunStats
 
 DEFAULT_FPS = 30.0
@@ -108,11 +108,10 @@ def summary_table(stats: RunStats) -> Group:
         )
     work = summary["work_ms_per_frame"]
     stage_medians = []
-    for source in stats.sources:
-        for stage, values in source.stage_ms.items():
-            if values:
-                stage_medians.append(f"{stage} {statistics.median(values):.1f}")
-        break  # first source: the stages are shared
+    for source in stats.sources:  # the first source with results: the stages are shared
+        stage_medians = [f"{stage} {statistics.median(v):.1f}" for stage, v in source.stage_ms.items() if v]
+        if stage_medians:
+            break
     lines = [
         f"pipeline {summary['fps']:.1f} fps end-to-end over {summary['wall_s']:.1f} s; model alone "
         f"{summary['model_fps']:.1f} fps (infer {work['infer']:.2f} ms/frame, {summary['batches']} batches)",
@@ -134,6 +133,7 @@ def run(options: RunOptions, console: Console | None = None) -> RunStats:
     console = console or Console(stderr=True)
     if not options.model.is_file():
         raise RoadsightError(f"--model {options.model}: no such file. Expected an .onnx, .engine or .pt model, got none. Check the path.")
+    quiet_opencv()
     sources = [open_source(spec, options.live) for spec in options.sources]
     sinks = build_sinks(sources, options)
     options.pipeline.conf, options.pipeline.iou = options.conf, options.iou

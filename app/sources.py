@@ -15,6 +15,7 @@ end of a file, or a dropped/vanished live source), `close()`. `reopen(timeout_s)
 from __future__ import annotations
 
 import glob
+import os
 import re
 import shutil
 import subprocess
@@ -58,6 +59,12 @@ def has_gst_element(name: str) -> bool:
         return subprocess.run(["gst-inspect-1.0", name], capture_output=True, timeout=10).returncode == 0
     except (OSError, subprocess.SubprocessError):
         return False
+
+
+def quiet_opencv() -> None:
+    """Silence OpenCV's and FFmpeg's own stderr warnings: sources report their problems as one line."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # read when FFmpeg opens a capture
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
 def require_gstreamer(spec: str) -> None:

@@ -173,6 +173,8 @@ def test_plan_slots(monkeypatch):
     slots = video.plan_slots("m.engine", "cpu", None, files=5)
     assert [s.device for s in slots] == ["cuda:0", "cuda:1"]
     assert [s.device for s in video.plan_slots("m.onnx", "cuda:1", 4, files=5)] == ["cuda:1"]
+    assert [s.device for s in video.plan_slots("m.onnx", "tensorrt", 1, files=5)] == ["tensorrt:0"]
+    assert [s.device for s in video.plan_slots("m.engine", "tensorrt:1", None, files=5)] == ["cuda:1"]
 
 
 def test_inputs_globs_lists_and_name_clashes(tmp_path):
