@@ -83,7 +83,7 @@ def save_plot(report: dict, path: str | Path) -> str | None:
     right.tick_params(axis="y", labelsize=8)
     right.set_xlabel("ms")
     right.set_title(title)
-    right.legend(fontsize=7, loc="lower right")
+    right.legend(fontsize=7, loc="best")
     right.grid(axis="x", alpha=0.3)
 
     machine = report["machine"]

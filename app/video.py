@@ -48,9 +48,9 @@ def plan_slots(model: str, device: str, workers: int | None, files: int, threads
     from app.sysinfo import gpus
 
     kind, _, index = device.lower().partition(":")
-    on_gpu = kind in ("cuda", "tensorrt") or Path(model).suffix.lower() in (".engine", ".plan")
-    if on_gpu:
-        kind = "cuda" if kind == "cpu" else kind
+    plan_file = Path(model).suffix.lower() in (".engine", ".plan")
+    if kind in ("cuda", "tensorrt") or plan_file:
+        kind = "cuda" if plan_file or kind == "cpu" else kind  # a TensorRT plan runs on cuda:N
         indices = [int(index)] if index else list(range(max(1, len(gpus()))))
         count = min(workers or len(indices), len(indices), max(files, 1))
         cores = os.cpu_count() or 1
