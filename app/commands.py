@@ -74,7 +74,10 @@ def video(
     """
     from app import video as video_impl
 
-    rows = video_impl.run(inputs, str(model), out, video_out, jsonl, workers, device, threads, conf, iou)
+    try:
+        rows = video_impl.run(inputs, str(model), out, video_out, jsonl, workers, device, threads, conf, iou)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
     failed = [row for row in rows if row.status == "error"]
     typer.echo(f"{len(rows) - len(failed)} of {len(rows)} files ok; summary in {out / 'summary.csv'}")
     if failed:
