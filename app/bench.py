@@ -258,7 +258,7 @@ def model_only(
 
 def run(
     models: list[Path], batches: list[int], runs: int, warmup: int, device: str = "cpu", threads: int = 0,
-    source: Path | None = None, name: str = "bench", console=None,
+    source: Path | None = None, name: str = "bench", console=None, frames: int = 0,
 ) -> dict:
     """The whole benchmark: model-only (interleaved), then pipeline runs on `source`; returns the report."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -274,7 +274,8 @@ def run(
         "machine": sysinfo.machine(),
         "versions": sysinfo.versions(),
         "settings": {"runs": runs, "warmup": warmup, "batches": batches, "device": device, "threads": threads,
-                     "source": str(source) if source else None, "order": "interleaved round-robin, rotated start"},
+                     "source": str(source) if source else None,
+                     "pipeline_frames": frames or "all", "order": "interleaved round-robin, rotated start"},
         "includes": dict(INCLUDES),
     }
     frame = first_frame(source) if source else None
@@ -290,7 +291,7 @@ def run(
         if source is not None:
             from app.benchpipe import pipeline_runs
 
-            report["pipeline"] = pipeline_runs(opened, Path(source), results, console=console)
+            report["pipeline"] = pipeline_runs(opened, Path(source), results, frames, console=console)
     finally:
         for _, engine in opened:
             engine.close()

@@ -23,16 +23,23 @@ OUTPUT_MODES = (("jsonl", False), ("draw+video+jsonl", True))
 
 
 class TimedSource:
-    """A Source whose read() durations (decode) are recorded; everything else is the wrapped source's."""
+    """A Source whose read() durations (decode) are recorded and that ends after `limit` frames (0: none)."""
 
-    def __init__(self, source):
-        self._source = source
+    def __init__(self, source, limit: int = 0):
+        self._source, self.limit = source, limit
         self.decode_ms: list[float] = []
 
     def __getattr__(self, name):
         return getattr(self._source, name)
 
+    @property
+    def frame_count(self) -> int | None:
+        count = self._source.frame_count
+        return min(count, self.limit) if count and self.limit else count
+
     def read(self):
+        if self.limit and len(self.decode_ms) >= self.limit:
+            return None
         start = time.perf_counter()
         image = self._source.read()
         if image is not None:
@@ -59,13 +66,13 @@ def model_only_ips(results: list[dict], model: str) -> tuple[float | None, int |
     return (runs[0]["throughput_ips"], runs[0]["batch"]) if runs else (None, None)
 
 
-def run_once(engine: Engine, model: str, source: Path, draw: bool, folder: Path, log) -> dict:
+def run_once(engine: Engine, model: str, source: Path, draw: bool, folder: Path, log, frames: int = 0) -> dict:
     """One pipeline run over the whole clip; returns the measured numbers for the report."""
     from app.pipeline import Pipeline
     from app.sinks import JsonlSink, SinkSet, VideoSink
     from app.sources import open_source
 
-    timed = TimedSource(open_source(str(source), live=False))
+    timed = TimedSource(open_source(str(source), live=False), frames)
     stem = f"{Path(model).stem}-{'video' if draw else 'jsonl'}"
     sinks = SinkSet(
         video=VideoSink(folder / f"{stem}.mp4", lambda: timed.fps or 30.0) if draw else None,
@@ -92,8 +99,10 @@ def run_once(engine: Engine, model: str, source: Path, draw: bool, folder: Path,
     }
 
 
-def pipeline_runs(opened: list[tuple[str, Engine]], source: Path, results: list[dict], console=None) -> list[dict]:
-    """Both output modes for every engine, in order; adds the fraction of model-only throughput."""
+def pipeline_runs(
+    opened: list[tuple[str, Engine]], source: Path, results: list[dict], frames: int = 0, console=None
+) -> list[dict]:
+    """Both output modes for every engine on the first `frames` frames (0: all); adds the share of model-only."""
     import cv2
 
     def log(message: str) -> None:
@@ -110,7 +119,7 @@ def pipeline_runs(opened: list[tuple[str, Engine]], source: Path, results: list[
             for _, draw in OUTPUT_MODES:
                 if console is not None:
                     console.print(f"pipeline: {model} on {source.name} ({'draw + encode + JSONL' if draw else 'JSONL'})", highlight=False)
-                run = run_once(engine, model, source, draw, Path(folder), log)
+                run = run_once(engine, model, source, draw, Path(folder), log, frames)
                 run["frame_size"] = f"{size[1]}x{size[0]}"
                 run["model_only_ips"], run["model_only_batch"] = reference, batch
                 run["fps_vs_model_only"] = round(run["fps"] / reference, 4) if reference else None

@@ -11,6 +11,7 @@ def bench(
     runs: int = typer.Option(200, "--runs", "-n", min=1, help="Timed runs per engine and batch."),
     warmup: int = typer.Option(20, "--warmup", min=0, help="Untimed runs per engine and batch before timing."),
     source: Path = typer.Option(None, "--source", "-s", help="Video clip: also time the whole pipeline per stage on it, with and without drawing/encoding."),
+    frames: int = typer.Option(300, "--frames", min=0, help="Pipeline mode: frames of the clip to run (0: all)."),
     threads: int = typer.Option(0, "--threads", "-t", min=0, help="ONNX Runtime intra-op threads per engine (0: ONNX Runtime's default)."),
     device: str = typer.Option("cpu", "--device", "-d", help="cpu, cuda[:N] or tensorrt[:N] for ONNX Runtime; TensorRT engines always use the GPU."),
     out: Path = typer.Option(None, "--out", "-o", help="Folder for bench.json and bench.png (default runs/bench/<date-time>)."),
@@ -40,7 +41,7 @@ def bench(
         return
     out = out or Path("runs/bench") / time.strftime("%Y%m%d-%H%M%S")
     report = bench_impl.run(
-        model or [], bench_impl.parse_batches(batch), runs, warmup, device, threads, source, out.name, console
+        model or [], bench_impl.parse_batches(batch), runs, warmup, device, threads, source, out.name, console, frames
     )
     print_report(report, console)
     json_path, png_path, reason = bench_impl.save(report, out)
