@@ -13,7 +13,7 @@ from conftest import CLIP_FRAMES, count_frames, write_clip
 
 import engines
 from app.pipeline import Pipeline, PipelineOptions
-from app.run import RunOptions, run
+from app.run import RunOptions, build_sinks, run
 from app.sinks import JsonlSink, SinkSet, VideoSink
 from app.sources import open_source
 
@@ -123,3 +123,34 @@ def test_engine_error_is_one_line_and_closes_outputs(tmp_path, clip):
     with pytest.raises(engines.errors.RoadsightError) as info:
         run(RunOptions(broken, [str(clip)], jsonl=tmp_path / "o.jsonl"))
     assert "\n" not in str(info.value)
+
+
+def test_truncated_file_and_unreadable_images_are_logged_skips(tmp_path, tiny_onnx):
+    full = write_clip(tmp_path / "full.avi")
+    truncated = tmp_path / "truncated.avi"
+    truncated.write_bytes(full.read_bytes()[: full.stat().st_size // 2])  # MJPG frames, index cut off
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"{i}.png"), np.full((48, 64, 3), 60 * i, np.uint8))
+    (folder / "3.jpg").write_bytes(b"\xff\xd8 broken")
+    messages: list[str] = []
+    options = RunOptions(tiny_onnx, [str(truncated), str(folder)], save=tmp_path / "o.avi", jsonl=tmp_path / "o.jsonl")
+    sources = [open_source(spec) for spec in options.sources]
+    sinks = build_sinks(sources, options)
+    stats = Pipeline(sources, lambda: engines.load(tiny_onnx), sinks, log=messages.append).run(handle_signals=False)
+    cut, images = stats.sources
+    assert cut.state == "ended" and 0 < cut.processed < CLIP_FRAMES
+    assert len(read_jsonl(tmp_path / "o_0.jsonl")) == cut.processed == count_frames(tmp_path / "o_0.avi")
+    assert (images.processed, images.skipped, images.state) == (3, 1, "ended")
+    assert len(read_jsonl(tmp_path / "o_1.jsonl")) == 3
+    assert any("truncated" in m for m in messages)  # the header says 60 frames; about half decode
+
+
+def test_show_without_display_is_a_clean_error(monkeypatch):
+    from app.sinks import WindowSink
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with pytest.raises(engines.errors.RoadsightError, match="no display"):
+        WindowSink("roadsight")
