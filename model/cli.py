@@ -16,13 +16,14 @@ model_app = typer.Typer(help="Inspect the network: sizes, attention variants, pa
 @data_app.command("synth")
 def data_synth(
     out: Path = typer.Option(..., "--out", help="Folder to write (BDD100K multi-task layout)."),
-    n: int = typer.Option(200, "--n", min=1, help="Number of scenes (split into train/val)."),
+    n: int = typer.Option(200, "--n", min=0, help="Number of scenes (split into train/val); 0 with --video writes only the clip."),
     seed: int = typer.Option(0, "--seed", help="Random seed; another seed gives a disjoint set."),
     val_fraction: float = typer.Option(0.2, "--val-fraction", min=0.0, max=1.0, help="Share of scenes in val/."),
     video: Path | None = typer.Option(None, "--video", help="Also write a 1280x720 drive clip to this .mp4."),
     frames: int = typer.Option(300, "--frames", min=1, help="Frames in the --video clip."),
+    workers: int = typer.Option(2, "--workers", min=1, help="Worker processes rendering scenes."),
 ) -> None:
-    """Generate procedural driving scenes with exact labels.
+    """Generate procedural driving scenes with exact labels (BDD100K layout, 1280x720; lane labels 8 px wide).
 
     Examples:
 
@@ -30,11 +31,11 @@ def data_synth(
 
       roadsight data synth --out data/val --n 300 --seed 1 --val-fraction 1
 
-      roadsight data synth --out data/clip --n 1 --video data/drive.mp4 --frames 600
+      roadsight data synth --out data/clip --n 0 --video data/drive.mp4 --frames 600
     """
     from model.synth import synth_command
 
-    synth_command(out=out, n=n, seed=seed, val_fraction=val_fraction, video=video, frames=frames)
+    synth_command(out=out, n=n, seed=seed, val_fraction=val_fraction, video=video, frames=frames, workers=workers)
 
 
 def model_info(

@@ -1,0 +1,275 @@
+"""Render a `model.synth_scene.Scene` to a BGR frame with exact labels.
+
+Labels come from the same geometry as the pixels:
+- drivable: the ego road's surface (ego-direction lanes between the divider and the right edge), minus
+  whatever stands in front of it (vehicles, people, the ego hood);
+- lane: every painted marking, each as its painted polygon united with its centre line drawn
+  `LANE_LABEL_PX` (8) px wide at 1280x720 (scaled with the width), the width of YOLOP's train labels;
+  hidden where something stands in front;
+- boxes: the full projected extent of each object (an occluded object keeps its full box, as BDD100K labels
+  it), clipped to the frame; objects with less than `MIN_VISIBLE` of their in-frame silhouette visible
+  (hidden or out of frame) are dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from model.synth_geometry import Camera, RoadPath
+from model.synth_scene import Scene
+from model.synth_things import Thing, prop_thing, vehicle_thing
+
+LANE_LABEL_PX = 8  # lane label line width at 1280x720
+MIN_VISIBLE = 0.03  # share of the in-frame silhouette that must be visible for a box to be kept
+MARK_MAX = 110.0  # metres: markings are painted (and labelled) up to this distance
+ROAD_MAX = 250.0
+
+
+@dataclass
+class Label:
+    """One labelled object: BDD100K category, box xyxy in frame pixels (clipped), id in `Frame.ids`."""
+
+    category: str
+    box: tuple[float, float, float, float]
+    id: int
+    visible: float  # visible share of the in-frame silhouette
+    truncated: bool
+
+
+@dataclass
+class Frame:
+    """A rendered frame: BGR image, drivable and lane masks (0/1), labels, per-pixel visible object id."""
+
+    image: np.ndarray
+    drivable: np.ndarray
+    lane: np.ndarray
+    labels: list[Label]
+    ids: np.ndarray
+
+
+@lru_cache(maxsize=4)
+def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    return yy, xx
+
+
+def _poly(pts: np.ndarray) -> np.ndarray:
+    return np.round(pts).astype(np.int32)
+
+
+class Canvas:
+    """Image (uint8 while drawing), label masks, object ids and a quarter-resolution glow layer."""
+
+    def __init__(self, h: int, w: int):
+        self.h, self.w = h, w
+        self.image = np.zeros((h, w, 3), np.uint8)
+        self.drivable = np.zeros((h, w), np.uint8)
+        self.lane = np.zeros((h, w), np.uint8)
+        self.ids = np.zeros((h, w), np.int16)
+        self.glow = np.zeros((h // 4 + 1, w // 4 + 1, 3), np.float32)
+        self.lights: list[tuple[np.ndarray, tuple]] = []
+
+    def occlude(self, pts: np.ndarray, colour: tuple, obj_id: int = 0, glow: tuple | None = None) -> None:
+        """Draw an object polygon: paints the image, hides the masks behind it, marks its id."""
+        p = [_poly(pts)]
+        cv2.fillPoly(self.image, p, colour, cv2.LINE_AA)
+        cv2.fillPoly(self.drivable, p, 0)
+        cv2.fillPoly(self.lane, p, 0)
+        cv2.fillPoly(self.ids, p, obj_id)
+        if glow is not None:
+            self.lights.append((p[0], glow))
+            cv2.fillPoly(self.glow, [np.round(pts * 4).astype(np.int32)], glow, cv2.LINE_8, 4)
+
+
+def _background(c: Canvas, s: Scene, cam: Camera, rng: np.random.Generator) -> np.ndarray:
+    """Sky gradient above the horizon, terrain below, a far tree line or skyline; returns the horizon distance map."""
+    a, b = cam.horizon()
+    yy, xx = _grid(c.h, c.w)
+    dist = yy - (a * xx + b)
+    qy, qx = _grid(c.h // 8, c.w // 8)
+    t = np.clip(-(qy * 8 - (a * qx * 8 + b)) / (0.55 * c.h), 0, 1)[..., None]
+    sky = np.asarray(s.sky[1], np.float32) * (1 - t) + np.asarray(s.sky[0], np.float32) * t
+    c.image[:] = cv2.resize(sky, (c.w, c.h), interpolation=cv2.INTER_LINEAR).astype(np.uint8)
+    xs = np.linspace(-20, c.w + 20, 40)
+    ground = np.array([[-10, a * -10 + b], [c.w + 10, a * (c.w + 10) + b], [c.w + 10, c.h + 10], [-10, c.h + 10]])
+    cv2.fillPoly(c.image, [_poly(ground)], tuple(float(v) for v in s.terrain), cv2.LINE_AA)
+    scale = c.w / 1280
+    if s.scene_type == "city street":
+        for x in np.sort(rng.uniform(-40, c.w, 14)):
+            top, wid = rng.uniform(10, 80) * scale, rng.uniform(30, 120) * scale
+            colour = tuple(float(v) for v in np.asarray(s.sky[1]) * rng.uniform(0.55, 0.8))
+            pts = np.array([[x, a * x + b + 2], [x + wid, a * (x + wid) + b + 2], [x + wid, a * (x + wid) + b - top], [x, a * x + b - top]])
+            cv2.fillPoly(c.image, [_poly(pts)], colour, cv2.LINE_AA)
+    else:
+        heights = np.convolve(rng.uniform(0, 25, 44), np.ones(5) / 5, mode="valid")[:40] * scale
+        top = np.stack([xs, a * xs + b - heights], 1)
+        pts = np.concatenate([top, np.stack([xs[::-1], a * xs[::-1] + b + 2], 1)])
+        cv2.fillPoly(c.image, [_poly(pts)], tuple(float(v) for v in np.asarray(s.terrain) * 0.6), cv2.LINE_AA)
+    return dist
+
+
+def _road(c: Canvas, s: Scene, cam: Camera, path: RoadPath, dash_phase: float) -> None:
+    """Road bands, repairs, the drivable label and painted markings with their lane label."""
+    right, left = s.n_ego * s.lane_w, -s.n_opp * s.lane_w
+    asphalt = np.asarray(s.asphalt, np.float64)
+    side_l = s.shoulder if s.n_opp else 0.5
+    kerb = (185, 185, 182)
+    walk = (150, 150, 148) if s.scene_type == "city street" else s.terrain
+    bands = [(right + s.shoulder, right + s.shoulder + 0.25, kerb), (left - side_l - 0.25, left - side_l, kerb),
+             (right + s.shoulder + 0.25, right + s.shoulder + 0.25 + s.sidewalk, walk),
+             (left - side_l - 0.25 - s.sidewalk, left - side_l - 0.25, walk),
+             (left - side_l, right + s.shoulder, tuple(asphalt * 1.06)), (left, right, tuple(asphalt))]
+    for o0, o1, colour in bands:
+        cv2.fillPoly(c.image, [cam.polygon(path.band(o0, o1, 0.5, ROAD_MAX, 64))], tuple(float(v) for v in colour), cv2.LINE_AA)
+    for d, o, length, width, dark in s.patches:
+        cv2.fillPoly(c.image, [cam.polygon(path.band(o - width / 2, o + width / 2, d, d + length, 6))], tuple(asphalt * dark), cv2.LINE_AA)
+    cv2.fillPoly(c.drivable, [cam.polygon(path.band(0.0, right, 0.5, ROAD_MAX, 64))], 1)
+    label_px = max(1, int(round(LANE_LABEL_PX * c.w / 1280)))
+    dash_len, period, _ = s.dash
+    for line in s.lines:
+        colour = tuple(float(v) for v in line.alpha * np.asarray(line.colour) + (1 - line.alpha) * asphalt)
+        for off, dashed in line.stripes:
+            o = line.o + off
+            if dashed:
+                starts = np.arange(dash_phase % period - period, MARK_MAX, period)
+                segments = [(max(d0, 0.5), d0 + dash_len, 4) for d0 in starts if d0 + dash_len > 0.5]
+            else:
+                segments = [(0.5, MARK_MAX, 40)]
+            for d0, d1, n in segments:
+                paint = cam.polygon(path.band(o - 0.075, o + 0.075, d0, d1, n))
+                cv2.fillPoly(c.image, [paint], colour, cv2.LINE_AA)
+                cv2.fillPoly(c.lane, [paint], 1)
+                d = np.geomspace(d0, d1, n) if d0 < d1 * 0.2 else np.linspace(d0, d1, n)
+                cv2.polylines(c.lane, [cam.polygon(path.points(d, o))], False, 1, label_px)
+
+
+def _ground_shading(c: Canvas, s: Scene, cam: Camera, things: list[Thing], dist: np.ndarray) -> None:
+    """Asphalt/terrain texture and soft cast shadows of vehicles, trees and buildings (daylight) on the ground layer."""
+    tex = np.random.default_rng(s.texture_seed + 1).normal(1.0, 0.07, (c.h // 8, c.w // 8)).astype(np.float32)
+    if s.timeofday == "night":
+        shade = cv2.resize(tex, (c.w, c.h))
+        c.image[:] = (c.image * np.where(dist > 0, shade, 1.0)[..., None]).astype(np.uint8)
+        return
+    strength = 0.5 if s.weather == "clear" and s.timeofday == "daytime" else 0.78
+    shade = np.ones((c.h // 4 + 1, c.w // 4 + 1), np.float32)
+    for th in things:
+        for foot in th.ground:
+            pts = foot.copy()
+            centre = pts.mean(0)
+            pts = centre + (pts - centre) * 1.12
+            shifted = pts + np.array([s.shadow_dir * th.height * 0.35, 0, 0])
+            hull = cv2.convexHull(np.round(cam.project(np.concatenate([pts, shifted]))[0] * 4).astype(np.int32))
+            cv2.fillPoly(shade, [hull], strength, cv2.LINE_8, 4)
+    shade = cv2.GaussianBlur(shade, (0, 0), 1.5)[: tex.shape[0] * 2, : tex.shape[1] * 2] * cv2.resize(tex, (tex.shape[1] * 2, tex.shape[0] * 2))
+    shade = cv2.resize(shade, (c.w, c.h), interpolation=cv2.INTER_LINEAR)
+    c.image[:] = (c.image * np.where(dist > 0, shade, 1.0)[..., None]).astype(np.uint8)
+
+
+def _hood(c: Canvas, s: Scene) -> None:
+    if s.hood <= 0:
+        return
+    x = np.linspace(-0.05 * c.w, 1.05 * c.w, 33)
+    top = c.h * (1 - s.hood * (1 - 0.6 * ((x - c.w / 2) / (0.6 * c.w)) ** 2))
+    pts = np.concatenate([np.stack([x, top], 1), [[1.05 * c.w, c.h + 5], [-0.05 * c.w, c.h + 5]]])
+    c.occlude(pts, (38, 36, 36))
+    cv2.polylines(c.image, [_poly(np.stack([x, top + 3], 1))], False, (90, 90, 90), max(1, c.w // 640), cv2.LINE_AA)
+
+
+def _light_and_camera(c: Canvas, s: Scene, cam: Camera, dist: np.ndarray, rng: np.random.Generator, lamps: list) -> np.ndarray:
+    """Global light, night light pools, emitted light with glow, horizon haze, sensor noise and blur -> uint8."""
+    img = c.image.astype(np.float32)
+    img *= s.gain * np.asarray(s.tint, np.float32)
+    if s.timeofday == "night":
+        qh, qw = c.glow.shape[:2]
+        yy, xx = np.mgrid[0:qh, 0:qw].astype(np.float32)
+        pool = 2.2 * np.exp(-(((xx - qw / 2) / (0.35 * qw)) ** 2 + ((yy - qh) / (0.3 * qh)) ** 2))
+        for u, v, r in lamps:
+            pool += 1.6 * np.exp(-(((xx - u / 4) / (r / 4 + 1)) ** 2 + ((yy - v / 4) / (0.5 * r / 4 + 1)) ** 2))
+        pool = cv2.resize(pool, (c.w, c.h)) * (dist > 0)
+        img *= (1.0 + pool)[..., None]
+    if c.lights and s.timeofday != "daytime":
+        for pts, colour in c.lights:
+            cv2.fillPoly(img, [pts], colour)
+        glow = cv2.GaussianBlur(c.glow, (0, 0), max(1.0, c.w / 400))
+        img += cv2.resize(glow, (c.w, c.h)) * 0.9
+    if s.haze > 0:  # only rows near the horizon are touched
+        a_h, b_h = cam.horizon()
+        ends = (b_h, a_h * c.w + b_h)
+        r0, r1 = int(np.clip(min(ends) - 0.25 * c.h, 0, c.h)), int(np.clip(max(ends) + 0.25 * c.h, 0, c.h))
+        if r1 > r0:
+            a = (s.haze * np.exp(-np.abs(dist[r0:r1]) / (0.05 * c.h)))[..., None]
+            img[r0:r1] = img[r0:r1] * (1 - a) + a * (np.asarray(s.sky[1], np.float32) * s.gain)
+    if s.noise > 0:
+        noise = np.empty((c.h, c.w), np.float32)
+        cv2.setRNGSeed(int(rng.integers(0, 2**31)))
+        cv2.randn(noise, 0.0, float(s.noise))
+        img += noise[..., None]
+    if s.blur > 0:
+        img = cv2.GaussianBlur(img, (0, 0), s.blur * c.w / 1280)
+    return cv2.convertScaleAbs(img)
+
+
+def render(s: Scene, path: RoadPath | None = None, dash_phase: float | None = None, frame_seed: int = 0) -> Frame:
+    """Render a scene (optionally along a given road path, for drive clips) to pixels and exact labels."""
+    cam = Camera(s.width, s.height, s.f, s.width / 2, s.height / 2, s.cam_h, s.pitch, s.roll)
+    path = path or RoadPath.clothoid(s.k0, s.k1, s.yaw, -s.camera_o)
+    rng = np.random.default_rng([s.texture_seed, frame_seed])
+    c = Canvas(s.height, s.width)
+    dist = _background(c, s, cam, np.random.default_rng(s.texture_seed))
+    _road(c, s, cam, path, s.dash[2] if dash_phase is None else dash_phase)
+
+    lit = s.timeofday != "daytime"
+    things: list[Thing] = []
+    for v in s.vehicles:
+        if 3.0 <= v.d <= 200:
+            things.append(vehicle_thing(v, path, cam, lit))
+    lamps = []
+    for pr in s.props:
+        if 2.5 <= pr.d <= 230:
+            things.append(prop_thing(pr, path, cam, lit))
+            if pr.kind == "lamp" and lit:
+                uv, z = cam.project(path.points(np.array([pr.d]), pr.o + (-1.8 if pr.o > 0 else 1.8)))
+                lamps.append((float(uv[0, 0]), float(uv[0, 1]), s.f * 5 / max(float(z[0]), 1.0)))
+    _ground_shading(c, s, cam, things, dist)
+    things.sort(key=lambda th: -th.depth)
+
+    labels, boxes = [], {}
+    for th in things:
+        obj_id = 0
+        if th.category is not None:
+            obj_id = len(boxes) + 1
+            boxes[obj_id] = th
+        for part in th.parts:
+            c.occlude(part.pts, part.colour, obj_id if part.in_box else 0, part.glow)
+    _hood(c, s)
+    counts = np.bincount(c.ids.ravel(), minlength=len(boxes) + 1)
+    for obj_id, th in boxes.items():
+        label = _label(th, obj_id, int(counts[obj_id]), c.w, c.h)
+        if label is not None:
+            labels.append(label)
+    image = _light_and_camera(c, s, cam, dist, rng, lamps)
+    return Frame(image, c.drivable, c.lane, labels, c.ids)
+
+
+def _label(th: Thing, obj_id: int, visible_px: int, w: int, h: int) -> Label | None:
+    """Full box of a labelled thing clipped to the frame, or None when (nearly) hidden or out of the frame."""
+    polys = [p.pts for p in th.parts if p.in_box]
+    pts = np.concatenate(polys)
+    x1, y1 = pts.min(0)
+    x2, y2 = pts.max(0)
+    cx1, cy1, cx2, cy2 = max(x1, 0.0), max(y1, 0.0), min(x2, float(w)), min(y2, float(h))
+    if cx2 - cx1 < 1 or cy2 - cy1 < 1:
+        return None
+    ox, oy = int(np.floor(cx1)), int(np.floor(cy1))
+    crop = np.zeros((int(np.ceil(cy2)) - oy + 1, int(np.ceil(cx2)) - ox + 1), np.uint8)
+    cv2.fillPoly(crop, [_poly(p) for p in polys], 1, offset=(-ox, -oy))
+    inside = int(crop.sum())
+    if inside == 0 or visible_px < max(1, MIN_VISIBLE * inside):
+        return None
+    box = tuple(round(float(v), 2) for v in (cx1, cy1, cx2, cy2))
+    truncated = bool(x1 < 0 or y1 < 0 or x2 > w or y2 > h)
+    return Label(th.category, box, obj_id, min(1.0, visible_px / inside), truncated)

@@ -1,0 +1,286 @@
+"""Random description of one synthetic driving scene: road layout, markings, vehicles, roadside objects,
+light and camera effects. Everything random is drawn here from one numpy Generator, so a seed fixes a scene;
+`model.synth_render` turns a description into pixels and labels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+VEHICLE_COLOURS = (  # BGR, roughly the frequency of real car colours
+    (232, 232, 230), (236, 236, 236), (28, 28, 30), (30, 30, 34), (178, 180, 176), (120, 120, 118),
+    (34, 34, 165), (130, 68, 28), (80, 42, 20), (52, 88, 44), (150, 178, 196), (40, 60, 92), (30, 190, 225),
+)
+BUS_COLOURS = ((30, 190, 235), (220, 220, 220), (150, 90, 30), (40, 40, 170), (60, 140, 60))
+CLOTHES = ((30, 30, 30), (120, 60, 30), (40, 40, 160), (200, 200, 200), (60, 110, 60), (90, 90, 90), (40, 150, 200))
+
+# kind: (category, length range, width range, height range, relative frequency)
+VEHICLE_KINDS = {
+    "sedan": ("car", (4.3, 4.9), (1.72, 1.86), (1.38, 1.5), 0.34),
+    "hatch": ("car", (3.7, 4.2), (1.66, 1.78), (1.42, 1.55), 0.14),
+    "suv": ("car", (4.4, 5.0), (1.82, 1.98), (1.62, 1.86), 0.24),
+    "van": ("car", (4.8, 5.6), (1.9, 2.05), (1.9, 2.4), 0.07),
+    "bus": ("bus", (10.0, 12.5), (2.45, 2.55), (2.9, 3.4), 0.07),
+    "truck": ("truck", (7.0, 10.0), (2.4, 2.55), (3.2, 4.0), 0.11),
+    "pickup": ("truck", (5.0, 5.6), (1.9, 2.0), (1.75, 1.95), 0.03),
+}
+SCENE_TYPES = ("city street", "highway", "residential")
+
+
+@dataclass
+class Vehicle:
+    """A vehicle on the road: `d` = arc length of its end nearest the camera, `o` = lateral centre offset."""
+
+    kind: str
+    category: str
+    d: float
+    o: float
+    facing: int  # +1 drives away from the camera (rear visible), -1 oncoming (front visible)
+    length: float
+    width: float
+    height: float
+    colour: tuple
+    speed: float  # m/s along its facing direction (drive clips)
+
+
+@dataclass
+class Prop:
+    """A roadside object: labelled (person, traffic sign, traffic light) or clutter (tree, building, lamp, pole)."""
+
+    kind: str
+    d: float
+    o: float
+    size: tuple  # kind-specific metres (e.g. building width/depth/height)
+    colour: tuple
+    style: int = 0  # kind-specific variant (sign shape, lit lamp of a traffic light, ...)
+
+
+@dataclass
+class Line:
+    """A painted marking line at lateral offset `o`: stripes as (offset from o, dashed)."""
+
+    o: float
+    stripes: tuple
+    colour: tuple
+    alpha: float
+
+
+@dataclass
+class Scene:
+    """Everything needed to render one frame (plus the motion of a drive clip)."""
+
+    width: int
+    height: int
+    scene_type: str
+    timeofday: str  # daytime | dawn/dusk | night
+    weather: str  # clear | overcast
+    f: float
+    cam_h: float
+    pitch: float
+    roll: float
+    k0: float
+    k1: float
+    yaw: float
+    lane_w: float
+    n_ego: int
+    n_opp: int
+    ego_lane: int
+    ego_offset: float  # lateral offset of the camera from its lane centre
+    shoulder: float
+    sidewalk: float
+    asphalt: tuple
+    terrain: tuple
+    lines: list[Line]
+    dash: tuple  # (dash length, period, phase) metres
+    vehicles: list[Vehicle]
+    props: list[Prop]
+    sky: tuple  # (top colour, horizon colour)
+    gain: float
+    tint: tuple
+    haze: float
+    shadow_dir: float  # lateral shear of cast shadows (sun side)
+    noise: float
+    blur: float
+    jpeg: int
+    hood: float  # hood height as a share of the image (0 = no hood)
+    texture_seed: int
+    patches: list = field(default_factory=list)  # (d, o, length, width, darkness) asphalt repairs
+
+    @property
+    def camera_o(self) -> float:
+        """Lateral offset of the camera from the road reference line."""
+        return (self.ego_lane + 0.5) * self.lane_w + self.ego_offset
+
+
+def _choice(rng: np.random.Generator, items, p=None):
+    return items[int(rng.choice(len(items), p=p))]
+
+
+def _lines(rng: np.random.Generator, n_ego: int, n_opp: int, lane_w: float, scene_type: str) -> list[Line]:
+    """Markings: lane dividers, the divider to oncoming traffic (yellow), road edges (sometimes unmarked)."""
+    white, yellow = (228, 232, 235), (40, 175, 225)
+    lines = []
+
+    def add(o, stripes, colour):
+        lines.append(Line(o, stripes, colour, float(rng.uniform(0.55, 1.0))))
+
+    solid_dividers = rng.random() < 0.15
+    for i in range(1, n_ego):
+        add(i * lane_w, ((0.0, not solid_dividers),), white)
+    for i in range(1, n_opp):
+        add(-i * lane_w, ((0.0, True),), white)
+    if n_opp:
+        style = _choice(rng, ("double", "solid_dashed", "single"), p=(0.6, 0.15, 0.25))
+        stripes = {"double": ((-0.11, False), (0.11, False)), "solid_dashed": ((-0.11, True), (0.11, False)), "single": ((0.0, False),)}
+        add(0.0, stripes[style], yellow)
+    elif rng.random() < 0.85:
+        add(0.25, ((0.0, False),), yellow if rng.random() < 0.6 else white)
+    if rng.random() < (0.9 if scene_type == "highway" else 0.6):
+        add(n_ego * lane_w - 0.25, ((0.0, False),), white)
+    if n_opp and rng.random() < 0.5:
+        add(-n_opp * lane_w + 0.25, ((0.0, False),), white)
+    return lines
+
+
+def _vehicles(rng: np.random.Generator, s: Scene, d_range: tuple[float, float]) -> list[Vehicle]:
+    """Traffic in every lane (gaps drawn per lane), parked cars in cities, now and then a train beside the road."""
+    kinds = list(VEHICLE_KINDS)
+    freq = np.array([VEHICLE_KINDS[k][4] for k in kinds])
+    if s.scene_type == "highway":
+        freq[kinds.index("truck")] *= 2.5
+    freq /= freq.sum()
+    density = rng.uniform(0.2, 1.0)
+    out = []
+    lanes = [(i, 1) for i in range(s.n_ego)] + [(-i - 1, -1) for i in range(s.n_opp)]
+    for lane, facing in lanes:
+        d = d_range[0] + rng.exponential(25 / density)
+        while d < d_range[1]:
+            kind = kinds[int(rng.choice(len(kinds), p=freq))]
+            cat, lr, wr, hr, _ = VEHICLE_KINDS[kind]
+            length = rng.uniform(*lr)
+            colour = _choice(rng, BUS_COLOURS) if kind == "bus" else _choice(rng, VEHICLE_COLOURS)
+            centre = (lane + 0.5) * s.lane_w + rng.normal(0, 0.25)
+            if not (lane == s.ego_lane and d < 6):
+                speed = rng.uniform(8, 30) * (0.3 if s.scene_type == "city street" else 1.0)
+                out.append(Vehicle(kind, cat, d, centre, facing, length, rng.uniform(*wr), rng.uniform(*hr), colour, speed))
+            d += length + rng.uniform(3, 12) + rng.exponential(30 / density)
+    if s.scene_type != "highway" and rng.random() < 0.5:  # parked cars on the right
+        d = d_range[0] + rng.uniform(0, 20)
+        while d < min(d_range[1], 90):
+            kind = _choice(rng, ("sedan", "hatch", "suv", "van"))
+            cat, lr, wr, hr, _ = VEHICLE_KINDS[kind]
+            length = rng.uniform(*lr)
+            o = s.n_ego * s.lane_w + s.shoulder * 0.5 + 0.2
+            out.append(Vehicle(kind, cat, d, o, _choice(rng, (1, 1, -1)), length, rng.uniform(*wr), rng.uniform(*hr), _choice(rng, VEHICLE_COLOURS), 0.0))
+            d += length + rng.uniform(1.0, 8.0) + rng.exponential(10)
+    if rng.random() < 0.07:  # a train on a track beside the road
+        side = _choice(rng, (-1, 1))
+        edge = s.n_ego * s.lane_w if side > 0 else -s.n_opp * s.lane_w
+        o = edge + side * rng.uniform(8, 18)
+        d = rng.uniform(10, 50)
+        colour = _choice(rng, ((200, 200, 200), (40, 40, 160), (120, 90, 40), (60, 120, 60)))
+        for _ in range(int(rng.integers(2, 6))):
+            out.append(Vehicle("train", "train", d, o, side, 20.0, 3.0, rng.uniform(3.6, 4.2), colour, 25.0))
+            d += 21.0
+    return out
+
+
+def _props(rng: np.random.Generator, s: Scene, d_range: tuple[float, float]) -> list[Prop]:
+    """Roadside objects along both sides: buildings/trees/lamps (clutter), people, signs, traffic lights."""
+    right = s.n_ego * s.lane_w + s.shoulder
+    left = -s.n_opp * s.lane_w - (s.shoulder if s.n_opp else 0.6)
+    out = []
+    city = s.scene_type == "city street"
+    for side, edge in ((1, right), (-1, left)):
+        d = d_range[0] + rng.uniform(0, 10)
+        while d < d_range[1]:  # buildings (city) or trees
+            if city or (s.scene_type == "residential" and rng.random() < 0.4):
+                w, depth, h = rng.uniform(8, 30), rng.uniform(8, 20), rng.uniform(4, 9 if not city else 30)
+                setback = s.sidewalk + rng.uniform(0.5, 3 if city else 12)
+                colour = tuple(int(c) for c in rng.integers(60, 200, 3))
+                out.append(Prop("building", d + w / 2, edge + side * (setback + depth / 2), (w, depth, h), colour, int(rng.integers(0, 3))))
+                d += w + rng.uniform(0, 6 if city else 20)
+            else:
+                if rng.random() < 0.8:
+                    h = rng.uniform(4, 12)
+                    green = (int(rng.integers(20, 60)), int(rng.integers(60, 120)), int(rng.integers(30, 80)))
+                    out.append(Prop("tree", d, edge + side * (s.sidewalk + rng.uniform(0.8, 8)), (h, rng.uniform(1.5, 3.5)), green))
+                d += rng.uniform(4, 25 if s.scene_type == "highway" else 12)
+        d = d_range[0] + rng.uniform(0, 25)
+        while d < d_range[1] and (city or rng.random() < 0.6):  # street lamps
+            out.append(Prop("lamp", d, edge + side * 0.4, (rng.uniform(6, 9),), (90, 90, 90)))
+            d += rng.uniform(25, 40)
+    n_people = int(rng.poisson(3.0 if city else 0.6 if s.scene_type == "residential" else 0.0))
+    for _ in range(n_people):
+        side = _choice(rng, (1, -1))
+        o = (right if side > 0 else left) + side * rng.uniform(0.3, max(0.5, s.sidewalk))
+        if rng.random() < 0.08:  # someone crossing
+            o = rng.uniform(left, right)
+        colours = (_choice(rng, CLOTHES), _choice(rng, CLOTHES), tuple(int(c) for c in rng.integers(40, 140, 3)))
+        out.append(Prop("person", rng.uniform(5, 60), o, (rng.uniform(1.55, 1.9),), colours))
+    for _ in range(int(rng.poisson(1.6))):
+        side = _choice(rng, (1, 1, -1))
+        o = (right if side > 0 else left) + side * rng.uniform(0.5, 2.5)
+        out.append(Prop("traffic sign", rng.uniform(8, 90), o, (rng.uniform(0.6, 0.9), rng.uniform(1.9, 2.8)), (0, 0, 0), int(rng.integers(0, 5))))
+    if s.scene_type == "highway" and rng.random() < 0.3:  # overhead sign gantry
+        out.append(Prop("traffic sign", rng.uniform(40, 110), s.n_ego * s.lane_w / 2, (rng.uniform(3.0, 5.0), 5.6), (40, 110, 20), 5))
+    if city and rng.random() < 0.5:
+        d = rng.uniform(20, 70)
+        for k in range(int(rng.integers(1, 3))):
+            out.append(Prop("traffic light", d + k * 0.5, (k + 0.5) * s.lane_w, (5.4,), (30, 30, 30), int(rng.integers(0, 3))))
+        out.append(Prop("traffic light", d, right + 0.5, (3.0,), (30, 30, 30), int(rng.integers(0, 3))))
+    return out
+
+
+def _light(rng: np.random.Generator, s: Scene) -> None:
+    s.timeofday = _choice(rng, ("daytime", "dawn/dusk", "night"), p=(0.58, 0.14, 0.28))
+    s.weather = _choice(rng, ("clear", "overcast"), p=(0.65, 0.35))
+    if s.timeofday == "daytime":
+        top = (int(rng.integers(190, 240)), int(rng.integers(140, 190)), int(rng.integers(80, 130)))
+        if s.weather == "overcast":
+            g = int(rng.integers(175, 215))
+            top = (g + 6, g, g - 6)
+        s.sky, s.gain, s.tint = (top, (228, 222, 212)), rng.uniform(0.85, 1.12), (1.0, 1.0, 1.0)
+        s.haze = rng.uniform(0.1, 0.5)
+    elif s.timeofday == "dawn/dusk":
+        s.sky = ((int(rng.integers(110, 150)), 80, 70), (80, int(rng.integers(130, 170)), int(rng.integers(200, 240))))
+        s.gain, s.tint, s.haze = rng.uniform(0.45, 0.7), (0.85, 0.95, 1.12), rng.uniform(0.2, 0.6)
+    else:
+        s.sky = ((22, 12, 8), (46, 36, 34))
+        s.gain, s.tint, s.haze = rng.uniform(0.14, 0.26), (1.05, 1.0, 0.95), 0.1
+    s.noise = rng.uniform(1.0, 4.0) * (2.0 if s.timeofday == "night" else 1.0)
+    s.blur = rng.uniform(0.4, 1.6) if rng.random() < 0.35 else 0.0
+
+
+def sample_scene(rng: np.random.Generator, width: int = 1280, height: int = 720, d_range: tuple[float, float] = (4.0, 120.0),
+                 prop_range: tuple[float, float] = (2.0, 220.0)) -> Scene:
+    """Draw a random scene at `width` x `height`: vehicles between d_range metres ahead, props over prop_range."""
+    scene_type = _choice(rng, SCENE_TYPES, p=(0.45, 0.3, 0.25))
+    n_ego = int(rng.choice([1, 2, 3, 4], p=[0.2, 0.35, 0.3, 0.15] if scene_type == "highway" else [0.45, 0.35, 0.15, 0.05]))
+    n_opp = 0 if scene_type == "highway" and rng.random() < 0.8 else int(rng.choice([0, 1, 2], p=[0.25, 0.5, 0.25]))
+    lane_w = rng.uniform(3.3, 3.8) if scene_type == "highway" else rng.uniform(2.9, 3.6)
+    asphalt_g = int(rng.integers(58, 125))
+    asphalt = (asphalt_g + int(rng.integers(-4, 8)), asphalt_g, asphalt_g - int(rng.integers(-4, 8)))
+    terrain = _choice(rng, ((60, 110, 80), (70, 120, 110), (80, 110, 130), (150, 150, 150)) if scene_type != "city street" else ((150, 152, 155), (120, 125, 130)))
+    s = Scene(
+        width=width, height=height, scene_type=scene_type, timeofday="", weather="", f=width * rng.uniform(0.72, 0.86),
+        cam_h=rng.uniform(1.2, 1.65), pitch=rng.normal(0.035, 0.02), roll=rng.normal(0.0, 0.012),
+        k0=rng.normal(0.0, 1 / 700), k1=rng.normal(0.0, 1 / 60000), yaw=rng.normal(0.0, 0.02), lane_w=lane_w,
+        n_ego=n_ego, n_opp=n_opp, ego_lane=int(rng.integers(0, n_ego)), ego_offset=rng.normal(0.0, 0.3),
+        shoulder=rng.uniform(0.3, 2.5) if scene_type == "highway" else rng.uniform(0.2, 1.2),
+        sidewalk=rng.uniform(1.5, 4.0) if scene_type == "city street" else rng.uniform(0.0, 1.0),
+        asphalt=asphalt, terrain=terrain, lines=[], dash=(rng.uniform(2.5, 4.0), rng.uniform(9.0, 13.0), rng.uniform(0, 12)),
+        vehicles=[], props=[], sky=((0, 0, 0), (0, 0, 0)), gain=1.0, tint=(1.0, 1.0, 1.0), haze=0.0, shadow_dir=rng.uniform(-1.5, 1.5),
+        noise=0.0, blur=0.0, jpeg=int(rng.integers(55, 96)), hood=rng.uniform(0.05, 0.12) if rng.random() < 0.35 else 0.0,
+        texture_seed=int(rng.integers(0, 2**31)),
+    )
+    _light(rng, s)
+    s.lines = _lines(rng, n_ego, n_opp, lane_w, scene_type)
+    s.vehicles = _vehicles(rng, s, d_range)
+    s.props = _props(rng, s, prop_range)
+    for _ in range(int(rng.poisson(2))):
+        dark = rng.uniform(0.75, 1.2)
+        s.patches.append((rng.uniform(3, 80), rng.uniform(-n_opp * lane_w, n_ego * lane_w), rng.uniform(1, 12), rng.uniform(0.3, 3), dark))
+    return s
