@@ -176,7 +176,7 @@ class Pipeline:
             source.open()
         except RoadsightError as error:
             stats.state, stats.error = "failed", str(error)
-            self.log(f"[red]{error}[/]")
+            self.log(str(error))
             self.hub.close(source_id)
             return
         stats.state = "running"
@@ -196,12 +196,12 @@ class Pipeline:
                 stats.captured += 1
                 if not self.hub.put(frame, self.stopping.is_set):
                     break
-            else:
-                stats.state = "stopped"
         except Exception as error:  # a broken source must never stop the others
             stats.state, stats.error = "failed", f"{source.name}: {type(error).__name__}: {error}"
-            self.log(f"[red]{stats.error}[/]")
+            self.log(stats.error)
         finally:
+            if stats.state in ("running", "reconnecting"):
+                stats.state = "stopped"
             stats.skipped = len(getattr(source, "skipped", ()))
             source.close()
             self.hub.close(source_id)
@@ -211,11 +211,11 @@ class Pipeline:
         if source.kind in ("video", "images"):
             stats.state = "ended"
             if source.frame_count and source.kind == "video" and stats.captured < source.frame_count - 1:
-                self.log(f"[yellow]{source.name}[/]: ended at frame {stats.captured} of {source.frame_count} (truncated file?)")
+                self.log(f"{source.name}: ended at frame {stats.captured} of {source.frame_count} (truncated file?)")
             return False
         if not source.network:
             stats.state, stats.error = "failed", f"{source.name}: the {source.kind} stopped delivering frames after frame {stats.captured}."
-            self.log(f"[red]{stats.error}[/]")
+            self.log(stats.error)
             return False
         timeout = self.options.reconnect_timeout
         if timeout <= 0:
@@ -223,7 +223,7 @@ class Pipeline:
             self.log(f"{source.name}: stream ended after {stats.captured} frames (reconnect disabled)")
             return False
         stats.state = "reconnecting"
-        self.log(f"[yellow]{source.name}[/]: no frame after frame {stats.captured}; reconnecting for up to {timeout:g} s")
+        self.log(f"{source.name}: no frame after frame {stats.captured}; reconnecting for up to {timeout:g} s")
         lost_at = time.perf_counter()
         for attempt in range(10**9):
             elapsed = time.perf_counter() - lost_at
@@ -242,7 +242,7 @@ class Pipeline:
             stats.state = "stopped"
             return False
         stats.state, stats.error = "lost", f"{source.name}: stream lost; no frame for {timeout:g} s after frame {stats.captured} (gave up)."
-        self.log(f"[red]{stats.error}[/]")
+        self.log(stats.error)
         return False
 
     def _preprocess(self) -> None:
@@ -355,7 +355,7 @@ class Pipeline:
     # --- run -----------------------------------------------------------------------------------------
     def _on_signal(self, signum, _frame) -> None:
         if self.stopping.is_set():
-            self.log("[red]second interrupt: aborting without draining[/]")
+            self.log("second interrupt: aborting without draining")
             self.aborted.set()
         else:
             self.log(f"{signal.Signals(signum).name}: stopping; finishing queued frames (again to abort)")

@@ -146,7 +146,7 @@ def run(options: RunOptions, console: Console | None = None) -> RunStats:
             lambda: engines.load(options.model, options.device),
             sinks,
             options.pipeline,
-            log=console.print,
+            log=lambda message: console.print(message, style="yellow", markup=False, highlight=False),
             on_tick=lambda stats: live.update(status_table(stats)),
         )
         try:
