@@ -213,6 +213,10 @@ class Pipeline:
             if source.frame_count and source.kind == "video" and stats.captured < source.frame_count - 1:
                 self.log(f"{source.name}: ended at frame {stats.captured} of {source.frame_count} (truncated file?)")
             return False
+        if source.kind == "gstreamer":  # end of stream and errors look the same through OpenCV
+            stats.state = "ended"
+            self.log(f"{source.name}: the pipeline delivered no more frames after frame {stats.captured}")
+            return False
         if not source.network:
             stats.state, stats.error = "failed", f"{source.name}: the {source.kind} stopped delivering frames after frame {stats.captured}."
             self.log(stats.error)

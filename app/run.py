@@ -123,6 +123,19 @@ def summary_table(stats: RunStats) -> Group:
     return Group(table, *(Text(line) for line in lines))
 
 
+def outputs_written(sinks: list[SinkSet]) -> list[str]:
+    """'saved out.mp4 (60 frames)'-style lines for the files the run wrote."""
+    lines = []
+    for sink in sinks:
+        if sink.video and sink.video.frames:
+            lines.append(f"saved {sink.video.path} ({sink.video.frames} frames)")
+        if sink.jsonl:
+            lines.append(f"saved {sink.jsonl.path} ({sink.jsonl.lines} lines)")
+        if sink.dump:
+            lines.append(f"saved frames in {sink.dump.folder}")
+    return lines
+
+
 def run(options: RunOptions, console: Console | None = None) -> RunStats:
     """Run the pipeline for `roadsight run`; returns the stats (failed sources are in them).
 
@@ -154,6 +167,8 @@ def run(options: RunOptions, console: Console | None = None) -> RunStats:
         except RoadsightError as caught:
             error = caught
     console.print(summary_table(pipeline.stats))
+    for line in outputs_written(sinks):
+        console.print(line, highlight=False)
     if error is not None:
         raise error
     return pipeline.stats
