@@ -32,12 +32,20 @@ class LabelledDataset(Protocol):
 Predict = Callable[[list[np.ndarray]], list[Any]]  # frames (BGR) -> list[engines.perception.Perception]
 
 
-def protocol(conf: float | None = None, iou: float | None = None, imgsz: tuple[int, int] | None = None, lane_dilate: int = 0) -> dict:
-    """The evaluation protocol as text, per task (docs/ARCHITECTURE.md 'Evaluation protocol')."""
+def protocol(
+    conf: float | None = None,
+    iou: float | None = None,
+    imgsz: tuple[int, int] | None = None,
+    lane_dilate: int = 0,
+    frame_sizes: Sequence[tuple[int, int]] = (),
+) -> dict:
+    """The evaluation protocol as text, per task (docs/ARCHITECTURE.md 'Evaluation protocol');
+    sizes are (height, width)."""
     nms = f"NMS conf {conf:g} / IoU {iou:g}" if conf is not None and iou is not None else "NMS as configured in the predictor"
     size = f"{imgsz[1]}x{imgsz[0]}" if imgsz else "the model's input size"
+    frames = ", ".join(f"{w}x{h}" for h, w in sorted(frame_sizes)) or "frames"
     out = {
-        "input": f"frames letterboxed to {size} (e.g. 640x384 from 1280x720, pad 114); results mapped back to frame pixels",
+        "input": f"{frames} letterboxed to {size} (pad 114); results mapped back to frame pixels",
         "detection": (
             f"{nms}; boxes in frame pixels; greedy matching per IoU threshold 0.50:0.95 (ultralytics); AP with "
             "101-point interpolation (ultralytics: a perfect detector scores 99.5); mAP = mean over classes with "
@@ -85,8 +93,10 @@ class _Scores:
         self.seen = {"drivable": 0, "lane": 0}
         self.lane_dilate = lane_dilate
         self.lane_wide = SegmentationMetrics()
+        self.frame_sizes: set[tuple[int, int]] = set()
 
     def add(self, sample: Any, result: Any) -> None:
+        self.frame_sizes.add(tuple(sample.image.shape[:2]))
         self.det.update(result.boxes, result.scores, result.class_ids, sample.boxes, sample.classes)
         for name, metric in self.seg.items():
             pred, gt = getattr(result, name), getattr(sample, name)
@@ -166,7 +176,8 @@ def evaluate(
             bar.advance(task, len(samples))
 
     out = scores.results()
-    out["protocol"] = protocol(getattr(predict, "conf", None), getattr(predict, "iou", None), getattr(meta, "imgsz", None), lane_dilate)
+    conf, iou = getattr(predict, "conf", None), getattr(predict, "iou", None)
+    out["protocol"] = protocol(conf, iou, getattr(meta, "imgsz", None), lane_dilate, sorted(scores.frame_sizes))
     out["images"] = n
     out["instances"] = scores.det.instances
     headline = {

@@ -84,7 +84,7 @@ def test_ground_truth_predictor_scores_perfectly():
     assert out["images"] == 7 and out["instances"] == sum(len(s.boxes) for s in data.samples) > 0
     assert oracle.calls == [3, 3, 1] and data.reads == 7
     assert out["map50"] == det["mAP50"] and out["drivable_miou"] == 1.0 and out["lane_iou"] == 1.0  # training's fitness keys
-    assert "NMS conf 0.001 / IoU 0.6" in out["protocol"]["detection"] and "640x384" in out["protocol"]["input"]
+    assert "NMS conf 0.001 / IoU 0.6" in out["protocol"]["detection"] and "40x24 letterboxed to 640x384" in out["protocol"]["input"]
     assert "whole set" in out["protocol"]["aggregation"]
     json.dumps(out, allow_nan=False)  # JSON-ready: no numpy types, no NaN
 
@@ -207,7 +207,7 @@ def test_val_command_end_to_end_on_tiny_onnx(tmp_path):
     assert out["images"] == 3 and out["instances"] == 3
     assert out["detection"]["mAP50"] == pytest.approx(0.995) and out["detection"]["recall"] == 1.0
     assert out["drivable"]["mIoU"] > 0.99 and out["lane"]["IoU"] > 0.99
-    assert "mAP50" in result.output and "128x64" in out["protocol"]["input"]
+    assert "mAP50" in result.output and "128x64 letterboxed to 128x64" in out["protocol"]["input"]
 
 
 def test_metrics_and_evaluate_import_without_torch():
