@@ -131,3 +131,22 @@ def test_refusals(quantized, tmp_path):
     other = CalibCache(cache.images[:, :32], cache.meta.__class__(imgsz=(32, 96)))
     with pytest.raises(RoadsightError, match="recalibrate|roadsight calibrate"):
         quantize(onnx_path, other, out=tmp_path / "x.onnx")
+
+
+def test_modelopt_backend(quantized, tmp_path):
+    """ModelOpt (when installed, e.g. `roadsight[quant]`): fp32 kept as high precision, the same TRT rules, FP32 tracked."""
+    pytest.importorskip("modelopt.onnx.quantization")
+    onnx_path, cache, _ = quantized
+    assert pick_backend("trt", "max") == "modelopt" and pick_backend("trt", "percentile") == "ort"
+    result = quantize(onnx_path, cache, target="trt", backend="modelopt", out=tmp_path / "mo.onnx")
+    model = onnx.load(str(result.path))
+    assert result.backend == "modelopt" and check_trt_graph(model) == []
+    floats = [i for i in model.graph.initializer if i.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)]
+    assert floats and all(i.data_type == onnx.TensorProto.FLOAT for i in floats)  # not converted to fp16
+    assert result.summary["int8 Conv"] > 40  # (attention MatMuls: skipped by ModelOpt below 16 tokens, as here)
+    images = cache.array()[:4]
+    ref, got = _run(onnx_path, images), _run(result.path, images)
+    for name in ("scores", "drivable", "lane"):
+        a = np.concatenate([r[name].ravel() for r in ref])
+        b = np.concatenate([g[name].ravel() for g in got])
+        assert np.corrcoef(a, b)[0, 1] > 0.9, name
