@@ -1,6 +1,6 @@
 """The streaming pipeline: capture -> preprocess -> infer -> postprocess -> sinks, overlapped in threads.
 
-1. One capture thread per source puts frames into a `FrameHub`. Live sources keep only the newest frame
+1. One capture thread per source (app/capture.py) puts frames into a `FrameHub`. Live sources keep only the newest frame
    (an unconsumed frame is replaced and counted as dropped); file sources wait for room (back-pressure,
    nothing lost, in order). Network sources reconnect with back-off until `reconnect_timeout`.
 2. The preprocess thread takes up to the engine's batch of frames (round-robin over sources) and letterboxes
@@ -22,7 +22,6 @@ import queue
 import signal
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,12 +29,12 @@ from engines.base import Engine
 from engines.errors import RoadsightError
 from engines.predictor import Predictor
 
+from app.capture import Capture, FrameHub
 from app.sinks import SinkSet
-from app.sources import Frame, Source
+from app.sources import Source
 from app.stats import RunStats, SourceStats
 
 END = None  # queue sentinel
-BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 4.0, 5.0)  # reconnect delays; the last repeats
 
 
 @dataclass
@@ -49,61 +48,6 @@ class PipelineOptions:
     reconnect_timeout: float = 30.0
     file_buffer: int = 8
     live_fps: float = 30.0
-
-
-class FrameHub:
-    """Per-source frame buffers with the two policies, and a round-robin `take` for the preprocess stage."""
-
-    def __init__(self, sources: list[Source], stats: list[SourceStats], capacity: int):
-        self.live = [s.live for s in sources]
-        self.stats = stats
-        self.capacity = capacity
-        self.buffers: list[deque[Frame]] = [deque() for _ in sources]
-        self.open = [True] * len(sources)
-        self.cond = threading.Condition()
-        self.start = 0
-
-    def put(self, frame: Frame, stopping: Callable[[], bool]) -> bool:
-        """Add a frame (live: replace the unconsumed one; file: wait for room). False when stopping."""
-        with self.cond:
-            buffer = self.buffers[frame.source_id]
-            if self.live[frame.source_id]:
-                if buffer:
-                    buffer.popleft()
-                    self.stats[frame.source_id].dropped += 1
-            else:
-                while len(buffer) >= self.capacity and not stopping():
-                    self.cond.wait(0.1)
-                if stopping():
-                    return False
-            buffer.append(frame)
-            self.cond.notify_all()
-            return True
-
-    def close(self, source_id: int) -> None:
-        """No more frames from this source."""
-        with self.cond:
-            self.open[source_id] = False
-            self.cond.notify_all()
-
-    def take(self, limit: int, stopping: Callable[[], bool]) -> list[Frame] | None:
-        """Wait for frames and return up to `limit`, one per source per round; None when all are done."""
-        with self.cond:
-            while True:
-                frames: list[Frame] = []
-                n = len(self.buffers)
-                while len(frames) < limit and any(self.buffers):
-                    for k in range(n):
-                        buffer = self.buffers[(self.start + k) % n]
-                        if buffer and len(frames) < limit:
-                            frames.append(buffer.popleft())
-                    self.start = (self.start + 1) % n
-                if frames:
-                    self.cond.notify_all()
-                    return frames
-                if not any(self.open) or stopping():
-                    return None
-                self.cond.wait(0.1)
 
 
 class Pipeline:
@@ -170,84 +114,10 @@ class Pipeline:
         return END
 
     # --- stages --------------------------------------------------------------------------------------
-    def _capture(self, source_id: int) -> None:
+    def _capture(self, source_id: int) -> Capture:
         source, stats = self.sources[source_id], self.stats.sources[source_id]
-        try:
-            source.open()
-        except RoadsightError as error:
-            stats.state, stats.error = "failed", str(error)
-            self.log(str(error))
-            self.hub.close(source_id)
-            return
-        stats.state = "running"
-        pace = 1.0 / (source.fps or self.options.live_fps) if source.live and not source.network and source.kind in ("video", "images") else 0.0
-        next_time = time.perf_counter()
-        try:
-            while not self.stopping.is_set():
-                image = source.read()
-                if image is None:
-                    if not self._recover(source, stats):
-                        break
-                    continue
-                if pace:
-                    next_time += pace
-                    time.sleep(max(0.0, next_time - time.perf_counter()))
-                frame = Frame(image, source_id, stats.captured, time.perf_counter())
-                stats.captured += 1
-                if not self.hub.put(frame, self.stopping.is_set):
-                    break
-        except Exception as error:  # a broken source must never stop the others
-            stats.state, stats.error = "failed", f"{source.name}: {type(error).__name__}: {error}"
-            self.log(stats.error)
-        finally:
-            if stats.state in ("running", "reconnecting"):
-                stats.state = "stopped"
-            stats.skipped = len(getattr(source, "skipped", ()))
-            source.close()
-            self.hub.close(source_id)
-
-    def _recover(self, source: Source, stats: SourceStats) -> bool:
-        """After a failed read: end, fail, or reconnect a network source. True when frames come again."""
-        if source.kind in ("video", "images"):
-            stats.state = "ended"
-            if source.frame_count and source.kind == "video" and stats.captured < source.frame_count - 1:
-                self.log(f"{source.name}: ended at frame {stats.captured} of {source.frame_count} (truncated file?)")
-            return False
-        if source.kind == "gstreamer":  # end of stream and errors look the same through OpenCV
-            stats.state = "ended"
-            self.log(f"{source.name}: the pipeline delivered no more frames after frame {stats.captured}")
-            return False
-        if not source.network:
-            stats.state, stats.error = "failed", f"{source.name}: the {source.kind} stopped delivering frames after frame {stats.captured}."
-            self.log(stats.error)
-            return False
-        timeout = self.options.reconnect_timeout
-        if timeout <= 0:
-            stats.state = "ended"
-            self.log(f"{source.name}: stream ended after {stats.captured} frames (reconnect disabled)")
-            return False
-        stats.state = "reconnecting"
-        self.log(f"{source.name}: no frame after frame {stats.captured}; reconnecting for up to {timeout:g} s")
-        lost_at = time.perf_counter()
-        for attempt in range(10**9):
-            elapsed = time.perf_counter() - lost_at
-            if self.stopping.is_set() or elapsed >= timeout:
-                break
-            if source.reopen(timeout - elapsed):
-                gap = time.perf_counter() - lost_at
-                stats.reconnects += 1
-                stats.gap_s += gap
-                stats.state = "running"
-                self.log(f"{source.name}: reconnected after {gap:.1f} s")
-                return True
-            delay = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
-            self.stopping.wait(min(delay, max(0.0, timeout - (time.perf_counter() - lost_at))))
-        if self.stopping.is_set():
-            stats.state = "stopped"
-            return False
-        stats.state, stats.error = "lost", f"{source.name}: stream lost; no frame for {timeout:g} s after frame {stats.captured} (gave up)."
-        self.log(stats.error)
-        return False
+        options = self.options
+        return Capture(source, source_id, stats, self.hub, self.stopping, options.reconnect_timeout, options.live_fps, self.log)
 
     def _preprocess(self) -> None:
         try:
@@ -374,7 +244,9 @@ class Pipeline:
         workers = [threading.Thread(target=self._infer, name="infer", daemon=True)]
         workers += [threading.Thread(target=self._preprocess, name="preprocess", daemon=True)]
         workers += [threading.Thread(target=self._postprocess, name="postprocess", daemon=True)]
-        captures = [threading.Thread(target=self._capture, args=(i,), name=f"capture-{i}", daemon=True) for i in range(len(self.sources))]
+        captures = [
+            threading.Thread(target=self._capture(i), name=f"capture-{i}", daemon=True) for i in range(len(self.sources))
+        ]
         self.stats.started = time.perf_counter()
         try:
             workers[0].start()

@@ -145,7 +145,9 @@ def run(options: RunOptions, console: Console | None = None) -> RunStats:
 
     console = console or Console(stderr=True)
     if not options.model.is_file():
-        raise RoadsightError(f"--model {options.model}: no such file. Expected an .onnx, .engine or .pt model, got none. Check the path.")
+        raise RoadsightError(
+            f"--model {options.model}: no such file. Expected an .onnx, .engine or .pt model, got none. Check the path."
+        )
     quiet_opencv()
     sources = [open_source(spec, options.live) for spec in options.sources]
     sinks = build_sinks(sources, options)

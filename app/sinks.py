@@ -58,14 +58,16 @@ def check_output(path: Path, option: str, folder: bool = False) -> None:
 class VideoSink:
     """Annotated frames into a video file; opened at the first frame (its size), released on close().
 
-    `fps` may be a callable, read at the first frame. Files play at `fps` with every frame; with `real_time`, frames are placed by their capture time
-    (repeated to cover gaps, skipped when they come faster than `fps`) so the video keeps wall-clock time.
+    `fps` may be a callable, read at the first frame. Files play at `fps` with every frame; with
+    `real_time`, frames are placed by their capture time (repeated to cover gaps, skipped when they come
+    faster than `fps`) so the video keeps wall-clock time.
     """
 
     def __init__(self, path: Path, fps: float | Callable[[], float], real_time: bool = False):
         if path.suffix.lower() not in VIDEO_FOURCC:
             raise RoadsightError(
-                f"--save {path}: unsupported video type. Expected one of {', '.join(VIDEO_FOURCC)}, got {path.suffix or 'none'!r}."
+                f"--save {path}: unsupported video type. Expected one of {', '.join(VIDEO_FOURCC)}, "
+                f"got {path.suffix or 'none'!r}."
             )
         self.path, self.fps, self.real_time = path, fps, real_time
         self.writer: cv2.VideoWriter | None = None
@@ -80,7 +82,10 @@ class VideoSink:
             fourcc = cv2.VideoWriter_fourcc(*VIDEO_FOURCC[self.path.suffix.lower()])
             self.writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, self.size)
             if not self.writer.isOpened():
-                raise RoadsightError(f"--save {self.path}: OpenCV cannot open a video writer. Expected a writable {self.path.suffix} file, got a failure.")
+                raise RoadsightError(
+                    f"--save {self.path}: OpenCV cannot open a video writer. Expected a writable {self.path.suffix} "
+                    "file, got a failure."
+                )
             self.first_time = captured
         if (frame.shape[1], frame.shape[0]) != self.size:  # a stream that came back at another resolution
             frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
@@ -126,7 +131,9 @@ class DumpSink:
     def write(self, frame: np.ndarray, index: int) -> None:
         path = self.folder / f"{index:06d}.jpg"
         if not cv2.imwrite(str(path), frame):
-            raise RoadsightError(f"--dump-dir {self.folder}: cannot write {path.name}. Expected a writable folder, got a failed write.")
+            raise RoadsightError(
+                f"--dump-dir {self.folder}: cannot write {path.name}. Expected a writable folder, got a failed write."
+            )
 
     def close(self) -> None:
         """Nothing to release."""
@@ -202,7 +209,7 @@ class SinkSet:
             if sink is not None:
                 sink.close()
 
-    def __enter__(self) -> "SinkSet":
+    def __enter__(self) -> SinkSet:
         return self
 
     def __exit__(self, *exc_info) -> None:

@@ -225,7 +225,9 @@ def open_source(spec: str, live: bool | None = None) -> Source:
     elif scheme == "v4l2" or text.startswith("/dev/video"):
         device = text.split("://", 1)[1] if scheme else text
         if not Path(device).exists():
-            raise RoadsightError(f"--source {spec}: no such device. Expected an existing {device}, got none. Is the camera plugged in?")
+            raise RoadsightError(
+                f"--source {spec}: no such device. Expected an existing {device}, got none. Is the camera plugged in?"
+            )
         source = CaptureSource(spec, device, cv2.CAP_V4L2, "camera", live=True)
     elif "!" in text and not scheme:
         require_gstreamer(spec)
@@ -250,7 +252,9 @@ def open_source(spec: str, live: bool | None = None) -> Source:
         elif Path(path_text).is_file():
             source = CaptureSource(spec, path_text, cv2.CAP_ANY, "video", live=False)
         else:
-            raise RoadsightError(f"--source {spec}: no such file or folder. Expected an existing path or a URI, got none. Check the path.")
+            raise RoadsightError(
+                f"--source {spec}: no such file or folder. Expected an existing path or a URI, got none. Check the path."
+            )
     if live is not None:
         source.live = live
     return source

@@ -12,7 +12,7 @@ import pytest
 from conftest import CLIP_FRAMES, count_frames, write_clip
 
 import engines
-from app.pipeline import Pipeline, PipelineOptions
+from app.pipeline import Pipeline
 from app.run import RunOptions, build_sinks, run
 from app.sinks import JsonlSink, SinkSet, VideoSink
 from app.sources import open_source

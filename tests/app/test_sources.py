@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from contextlib import nullcontext as does_not_raise
-from pathlib import Path
 
 import cv2
 import numpy as np

@@ -1,0 +1,177 @@
+"""Capture: one thread per source feeding a `FrameHub` with the live or the file policy.
+
+Live sources keep only the newest frame (an unconsumed frame is replaced and counted as dropped); file
+sources wait for room (back-pressure: nothing lost, in order). A file replayed as live is paced at its fps.
+A network source that drops is reopened with back-off until `reconnect_timeout`; a camera that stops is
+a failure; neither stops the other sources.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from engines.errors import RoadsightError
+
+from app.sources import Frame, Source
+from app.stats import SourceStats
+
+BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 4.0, 5.0)  # reconnect delays; the last repeats
+
+
+class FrameHub:
+    """Per-source frame buffers with the two policies, and a round-robin `take` for the preprocess stage."""
+
+    def __init__(self, sources: list[Source], stats: list[SourceStats], capacity: int):
+        self.live = [s.live for s in sources]
+        self.stats = stats
+        self.capacity = capacity
+        self.buffers: list[deque[Frame]] = [deque() for _ in sources]
+        self.open = [True] * len(sources)
+        self.cond = threading.Condition()
+        self.start = 0
+
+    def put(self, frame: Frame, stopping: Callable[[], bool]) -> bool:
+        """Add a frame (live: replace the unconsumed one; file: wait for room). False when stopping."""
+        with self.cond:
+            buffer = self.buffers[frame.source_id]
+            if self.live[frame.source_id]:
+                if buffer:
+                    buffer.popleft()
+                    self.stats[frame.source_id].dropped += 1
+            else:
+                while len(buffer) >= self.capacity and not stopping():
+                    self.cond.wait(0.1)
+                if stopping():
+                    return False
+            buffer.append(frame)
+            self.cond.notify_all()
+            return True
+
+    def close(self, source_id: int) -> None:
+        """No more frames from this source."""
+        with self.cond:
+            self.open[source_id] = False
+            self.cond.notify_all()
+
+    def take(self, limit: int, stopping: Callable[[], bool]) -> list[Frame] | None:
+        """Wait for frames and return up to `limit`, one per source per round; None when all are done."""
+        with self.cond:
+            while True:
+                frames: list[Frame] = []
+                n = len(self.buffers)
+                while len(frames) < limit and any(self.buffers):
+                    for k in range(n):
+                        buffer = self.buffers[(self.start + k) % n]
+                        if buffer and len(frames) < limit:
+                            frames.append(buffer.popleft())
+                    self.start = (self.start + 1) % n
+                if frames:
+                    self.cond.notify_all()
+                    return frames
+                if not any(self.open) or stopping():
+                    return None
+                self.cond.wait(0.1)
+
+
+class Capture:
+    """The capture loop of one source (a thread target): open, read, pace, hand over, recover, close."""
+
+    def __init__(
+        self,
+        source: Source,
+        source_id: int,
+        stats: SourceStats,
+        hub: FrameHub,
+        stopping: threading.Event,
+        reconnect_timeout: float,
+        live_fps: float,
+        log: Callable[[str], None],
+    ):
+        self.source, self.source_id, self.stats, self.hub = source, source_id, stats, hub
+        self.stopping, self.reconnect_timeout, self.live_fps, self.log = stopping, reconnect_timeout, live_fps, log
+
+    def __call__(self) -> None:
+        source, stats, source_id = self.source, self.stats, self.source_id
+        try:
+            source.open()
+        except RoadsightError as error:
+            stats.state, stats.error = "failed", str(error)
+            self.log(str(error))
+            self.hub.close(source_id)
+            return
+        stats.state = "running"
+        replayed = source.live and source.kind in ("video", "images")  # a file played as a camera: paced
+        pace = 1.0 / (source.fps or self.live_fps) if replayed else 0.0
+        next_time = time.perf_counter()
+        try:
+            while not self.stopping.is_set():
+                image = source.read()
+                if image is None:
+                    if not self._recover():
+                        break
+                    continue
+                if pace:
+                    next_time += pace
+                    time.sleep(max(0.0, next_time - time.perf_counter()))
+                frame = Frame(image, source_id, stats.captured, time.perf_counter())
+                stats.captured += 1
+                if not self.hub.put(frame, self.stopping.is_set):
+                    break
+        except Exception as error:  # a broken source must never stop the others
+            stats.state, stats.error = "failed", f"{source.name}: {type(error).__name__}: {error}"
+            self.log(stats.error)
+        finally:
+            if stats.state in ("running", "reconnecting"):
+                stats.state = "stopped"
+            stats.skipped = len(getattr(source, "skipped", ()))
+            source.close()
+            self.hub.close(source_id)
+
+    def _recover(self) -> bool:
+        source, stats = self.source, self.stats
+        """After a failed read: end, fail, or reconnect a network source. True when frames come again."""
+        if source.kind in ("video", "images"):
+            stats.state = "ended"
+            if source.frame_count and source.kind == "video" and stats.captured < source.frame_count - 1:
+                self.log(f"{source.name}: ended at frame {stats.captured} of {source.frame_count} (truncated file?)")
+            return False
+        if source.kind == "gstreamer":  # end of stream and errors look the same through OpenCV
+            stats.state = "ended"
+            self.log(f"{source.name}: the pipeline delivered no more frames after frame {stats.captured}")
+            return False
+        if not source.network:
+            stats.state = "failed"
+            stats.error = f"{source.name}: the {source.kind} stopped delivering frames after frame {stats.captured}."
+            self.log(stats.error)
+            return False
+        timeout = self.reconnect_timeout
+        if timeout <= 0:
+            stats.state = "ended"
+            self.log(f"{source.name}: stream ended after {stats.captured} frames (reconnect disabled)")
+            return False
+        stats.state = "reconnecting"
+        self.log(f"{source.name}: no frame after frame {stats.captured}; reconnecting for up to {timeout:g} s")
+        lost_at = time.perf_counter()
+        for attempt in range(10**9):
+            elapsed = time.perf_counter() - lost_at
+            if self.stopping.is_set() or elapsed >= timeout:
+                break
+            if source.reopen(timeout - elapsed):
+                gap = time.perf_counter() - lost_at
+                stats.reconnects += 1
+                stats.gap_s += gap
+                stats.state = "running"
+                self.log(f"{source.name}: reconnected after {gap:.1f} s")
+                return True
+            delay = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
+            self.stopping.wait(min(delay, max(0.0, timeout - (time.perf_counter() - lost_at))))
+        if self.stopping.is_set():
+            stats.state = "stopped"
+            return False
+        stats.state = "lost"
+        stats.error = f"{source.name}: stream lost; no frame for {timeout:g} s after frame {stats.captured} (gave up)."
+        self.log(stats.error)
+        return False
