@@ -15,7 +15,7 @@ import engines
 from app.pipeline import Pipeline
 from app.run import RunOptions, build_sinks, run
 from app.sinks import JsonlSink, SinkSet, VideoSink
-from app.sources import open_source
+from app.sources import Source, open_source
 
 
 class SlowEngine:
@@ -154,3 +154,34 @@ def test_show_without_display_is_a_clean_error(monkeypatch):
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     with pytest.raises(engines.errors.RoadsightError, match="no display"):
         WindowSink("roadsight")
+
+
+class VanishingCamera(Source):
+    """A live camera that delivers `frames` frames and then nothing (as when it is unplugged)."""
+
+    kind, live = "camera", True
+
+    def __init__(self, frames: int):
+        super().__init__("cam-test")
+        self.left = frames
+
+    def open(self) -> None:
+        self.fps = 100.0
+
+    def read(self) -> np.ndarray | None:
+        if self.left == 0:
+            return None
+        self.left -= 1
+        time.sleep(0.01)
+        return np.full((48, 64, 3), 200, np.uint8)
+
+
+def test_vanished_camera_fails_alone(tmp_path, tiny_onnx, clip):
+    sources = [VanishingCamera(20), open_source(str(clip))]
+    sinks = [SinkSet(jsonl=JsonlSink(tmp_path / f"{i}.jsonl")) for i in range(2)]
+    stats = Pipeline(sources, lambda: engines.load(tiny_onnx), sinks, log=lambda _: None).run(handle_signals=False)
+    camera, video = stats.sources
+    assert camera.state == "failed" and "stopped delivering frames after frame 20" in camera.error
+    assert camera.processed + camera.dropped == 20 == camera.captured
+    assert len(read_jsonl(tmp_path / "0.jsonl")) == camera.processed
+    assert video.state == "ended" and video.processed == CLIP_FRAMES
