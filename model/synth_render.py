@@ -266,7 +266,8 @@ def _label(th: Thing, obj_id: int, visible_px: int, w: int, h: int) -> Label | N
         return None
     ox, oy = int(np.floor(cx1)), int(np.floor(cy1))
     crop = np.zeros((int(np.ceil(cy2)) - oy + 1, int(np.ceil(cx2)) - ox + 1), np.uint8)
-    cv2.fillPoly(crop, [_poly(p) for p in polys], 1, offset=(-ox, -oy))
+    for p in polys:  # one call per polygon: a multi-contour fillPoly uses the even-odd rule
+        cv2.fillPoly(crop, [_poly(p)], 1, offset=(-ox, -oy))
     inside = int(crop.sum())
     if inside == 0 or visible_px < max(1, MIN_VISIBLE * inside):
         return None
