@@ -131,36 +131,46 @@ def plan(groups: list[Group], n: int, seed: int = 0) -> list[FrameRef]:
     return refs
 
 
-def _read_video(path: str, indices: list[int]) -> Iterator[tuple[int, np.ndarray | None]]:
-    """Yield (index, frame or None) for increasing frame indices of one video."""
-    capture = cv2.VideoCapture(path)
-    position = 0
-    try:
-        for index in indices:
-            if index - position > SEEK_GAP:
-                capture.set(cv2.CAP_PROP_POS_FRAMES, index)
-                position = index
-            while position < index and capture.grab():
-                position += 1
-            ok, frame = capture.read()
-            position += 1
-            yield index, frame if ok else None
-    finally:
-        capture.release()
+class _VideoReader:
+    """Sequential access to one video: grab() through small gaps, seek over large ones."""
+
+    def __init__(self, path: str):
+        self.path, self.capture, self.position = path, cv2.VideoCapture(path), 0
+
+    def read(self, index: int) -> np.ndarray | None:
+        if index < self.position or index - self.position > SEEK_GAP:
+            self.capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+            self.position = index
+        while self.position < index and self.capture.grab():
+            self.position += 1
+        ok, frame = self.capture.read()
+        self.position += 1
+        return frame if ok else None
+
+    def close(self) -> None:
+        self.capture.release()
 
 
 def read_frames(refs: list[FrameRef]) -> Iterator[tuple[FrameRef, np.ndarray | None]]:
-    """Decode the planned frames (each video opened once, read in order); None for unreadable ones."""
-    by_video: dict[str, list[int]] = {}
-    for ref in refs:
-        if ref.index >= 0:
-            by_video.setdefault(ref.path, []).append(ref.index)
-    decoded: dict[tuple[str, int], np.ndarray | None] = {}
-    for path, indices in by_video.items():
-        for index, frame in _read_video(path, sorted(indices)):
-            decoded[(path, index)] = frame
-    for ref in refs:
-        yield ref, decoded[(ref.path, ref.index)] if ref.index >= 0 else cv2.imread(ref.path, cv2.IMREAD_COLOR)
+    """Decode the planned frames one at a time, in order (None for unreadable ones).
+
+    A video stays open while consecutive refs use it (plan() emits each video's frames together, in
+    increasing order), so only one decoded frame is held at a time.
+    """
+    video: _VideoReader | None = None
+    try:
+        for ref in refs:
+            if ref.index < 0:
+                yield ref, cv2.imread(ref.path, cv2.IMREAD_COLOR)
+                continue
+            if video is None or video.path != ref.path:
+                if video is not None:
+                    video.close()
+                video = _VideoReader(ref.path)
+            yield ref, video.read(ref.index)
+    finally:
+        if video is not None:
+            video.close()
 
 
 def degenerate(frame: np.ndarray) -> str | None:

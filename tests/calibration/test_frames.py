@@ -74,3 +74,12 @@ def test_degenerate_check_accepts_scenes():
     assert degenerate(scene(0)) is None
     assert degenerate(np.full((40, 40, 3), 7, np.uint8)) == "constant"
     assert degenerate(np.random.default_rng(1).integers(0, 256, (40, 40, 3), dtype=np.uint8)) == "noise"
+
+
+def test_seeking_over_large_gaps_reads_the_right_frames(tmp_path, monkeypatch):
+    import calibration.frames as frames_module
+
+    monkeypatch.setattr(frames_module, "SEEK_GAP", 2)  # force seeks between the planned frames
+    write_video(tmp_path / "clip.avi", 40, seed=5)
+    frames, refs, _ = sample_frames([str(tmp_path / "clip.avi")], 5, seed=2)
+    assert len(frames) == 5 and [bar_index(f) for f in frames] == [r.index for r in refs]
