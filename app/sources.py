@@ -153,7 +153,8 @@ class CaptureSource(Source):
             )
 
     def reopen(self, timeout_s: float) -> bool:
-        return self._open(max(500, int(timeout_s * 1000)))
+        # Each attempt may take 2 s even when less of the give-up time is left: a stream needs time to probe.
+        return self._open(min(OPEN_TIMEOUT_MS, max(2000, int(timeout_s * 1000))))
 
     def read(self) -> np.ndarray | None:
         if self.cap is None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CLIP_FRAMES, count_frames
+from rich.console import Console
 
 from app.run import RunOptions, run
 
@@ -75,18 +78,20 @@ def test_stream_reconnects_after_a_cut(tmp_path, tiny_onnx, clip):
     jsonl, video = tmp_path / "s.jsonl", tmp_path / "s.mp4"
     thread = cut_after(jsonl, 10, servers[0], restore=lambda: servers.append(serve(clip, port)))
     try:
-        options = RunOptions(tiny_onnx, [url], save=video, jsonl=jsonl, live=False, reconnect_timeout=2.5)
-        stats = run(options).sources[0]
+        options = RunOptions(tiny_onnx, [url], save=video, jsonl=jsonl, live=False, reconnect_timeout=4)
+        log = io.StringIO()
+        stats = run(options, Console(file=log, width=200)).sources[0]
     finally:
         thread.join(timeout=5)
         for server in servers:
             server.kill()
     # Lost for good after the restored server ended; one reconnect in between, with its gap measured.
     assert stats.state == "lost" and stats.reconnects == 1 and 0.3 < stats.gap_s < 5
+    before_cut = int(re.search(r"no frame after frame (\d+); reconnecting", log.getvalue()).group(1))
     lines = lines_of(jsonl)  # every line parses
     frames = [line["frame"] for line in lines]
     assert len(lines) == stats.processed and frames == list(range(len(frames)))
-    assert len(lines) >= 10 + CLIP_FRAMES - 5  # the first part, then (nearly) the whole clip again
+    assert before_cut >= 10 and len(lines) >= before_cut + 10  # frames from both connections
     assert count_frames(video) == len(lines)
 
 
