@@ -16,7 +16,7 @@ import numpy as np
 
 from model.ultra import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from ultralytics.utils.torch_utils import ModelEMA
 
 from engines.errors import RoadsightError
@@ -25,7 +25,7 @@ from model.loss import ITEMS, RoadLoss
 from model.network import RoadNet, read_checkpoint, save_checkpoint
 from model.train_utils import EpochLog, TrainOptions, Validator, build_optimizer, default_validator, lr_at, select_device
 
-SHORT = {"box": "box", "cls": "cls", "dfl": "dfl", "drivable": "da", "lane": "ll", "total": "sum"}
+SHORT = {"box": "box", "cls": "cls", "dfl": "dfl", "drivable": "da", "lane": "ll", "total": "total"}
 
 
 def train(opts: TrainOptions, validate: Validator | None = None, console: Console | None = None) -> Path:
@@ -131,8 +131,8 @@ def train(opts: TrainOptions, validate: Validator | None = None, console: Consol
                 ema.update(model)
                 for key in ITEMS:
                     sums[key] += items[key]
-                shown = " ".join(f"{SHORT[k]} {sums[k] / (i + 1):.3f}" for k in ITEMS)
-                progress.update(task, advance=1, losses=f"{shown} lr {lr:.1e}")
+                shown = " ".join(f"{SHORT[k]} {sums[k] / (i + 1):.2f}" for k in ITEMS)
+                progress.update(task, advance=1, losses=shown)
         row = {"epoch": epoch + 1, "lr": lr, "time_s": round(time.perf_counter() - t0, 2)}
         row.update({f"train_{k}": round(v / steps_per_epoch, 5) for k, v in sums.items()})
 
@@ -165,7 +165,7 @@ def train(opts: TrainOptions, validate: Validator | None = None, console: Consol
         if improved:
             save_checkpoint(best_path, ema.ema, cfg, **state)
         console.print(
-            f"epoch {epoch + 1}: loss {row['train_total']:.4f}"
+            f"epoch {epoch + 1}: loss {row['train_total']:.4f}, lr {lr:.2e}, {row['time_s']:.0f} s"
             + (f", fitness {fitness:.4f}" if fitness is not None else "")
             + (" [green](best)" if improved else "")
         )
@@ -186,10 +186,9 @@ def _seed_worker(worker_id: int) -> None:
 def _progress(console: Console) -> Progress:
     return Progress(
         TextColumn("{task.description}"),
-        BarColumn(bar_width=20),
+        BarColumn(bar_width=12),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        TimeRemainingColumn(),
         TextColumn("{task.fields[losses]}"),
         console=console,
         transient=False,

@@ -92,3 +92,21 @@ def test_train_logs_checkpoints_and_resume(tmp_path, fake_dataset):
     assert last["epoch"] == 2 and last["ema_updates"] == 6
     with pytest.raises(RoadsightError, match="already finished"):
         train(TrainOptions(epochs=3, resume=True, **opts))
+
+
+def test_default_validator_scores_ema_model_on_val_split(tmp_path):
+    from model.config import ModelConfig
+    from model.network import RoadNet
+    from model.synth import synth_command
+    from model.train_utils import default_validator
+
+    synth_command(out=tmp_path, n=2, seed=0, val_fraction=1.0, video=None, frames=1)
+    validate = default_validator(tmp_path)
+    assert validate is not None and default_validator(tmp_path / "missing") is None
+    model = RoadNet(ModelConfig(imgsz=(H, W))).train()
+    metrics = validate(model)
+    assert model.training  # the caller's mode is restored
+    assert {"map50", "drivable_miou", "lane_iou", "fitness"} <= set(metrics)
+    mean = (metrics["map50"] + metrics["drivable_miou"] + metrics["lane_iou"]) / 3
+    assert metrics["fitness"] == pytest.approx(mean)
+    assert 0 <= metrics["drivable_miou"] <= 1
