@@ -130,18 +130,24 @@ def _ort_quantize(src: Path, out: Path, cache: CalibCache, target: str, method: 
             keep = float_nodes(graph)
             nodes = [n.name for n in graph.nodes if n.op_type in CPU_OP_TYPES and n.name not in keep]
             kwargs = dict(quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, op_types_to_quantize=list(CPU_OP_TYPES))
-        quantize_static(
-            model,
-            str(out),
-            _CacheReader(cache, name, batch),
-            per_channel=True,
-            reduce_range=reduce_range,
-            weight_type=QuantType.QInt8,
-            nodes_to_quantize=nodes,
-            calibrate_method=calib[method],
-            extra_options=extra,
-            **kwargs,
-        )
+        try:
+            quantize_static(
+                model,
+                str(out),
+                _CacheReader(cache, name, batch),
+                per_channel=True,
+                reduce_range=reduce_range,
+                weight_type=QuantType.QInt8,
+                nodes_to_quantize=nodes,
+                calibrate_method=calib[method],
+                extra_options=extra,
+                **kwargs,
+            )
+        except ValueError as error:  # ORT's histogram calibrators on degenerate (near-constant) activations
+            raise RoadsightError(
+                f"quantize: {method} calibration failed in ONNX Runtime ({error}). Expected activations with a usable "
+                "range, got a degenerate one (an untrained model?). Try --method max."
+            ) from None
     quantized = onnx.load(str(out))
     prune_qdq(quantized, set(nodes), residual_adds(graph) if target == "trt" else {})
     onnx.save(quantized, str(out))
