@@ -138,13 +138,10 @@ class Box3D:
         return out
 
 
-def face_point(quad: np.ndarray, u: float, v: float) -> np.ndarray:
-    """Bilinear point on a face quad given as (bottom-left, bottom-right, top-right, top-left) corners."""
+def face_rects(quad: np.ndarray, rects: np.ndarray) -> np.ndarray:
+    """(k, 4, 3) sub-rectangles [u0, u1] x [v0, v1] (rows of `rects`) of a face quad, same corner order."""
+    u = rects[:, [0, 1, 1, 0], None]
+    v = rects[:, [2, 2, 3, 3], None]
     bottom = quad[0] + u * (quad[1] - quad[0])
     top = quad[3] + u * (quad[2] - quad[3])
     return bottom + v * (top - bottom)
-
-
-def face_rect(quad: np.ndarray, u0: float, u1: float, v0: float, v1: float) -> np.ndarray:
-    """(4, 3) sub-rectangle [u0, u1] x [v0, v1] of a face quad (same corner order)."""
-    return np.stack([face_point(quad, u0, v0), face_point(quad, u1, v0), face_point(quad, u1, v1), face_point(quad, u0, v1)])

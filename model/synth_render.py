@@ -27,6 +27,7 @@ LANE_LABEL_PX = 8  # lane label line width at 1280x720
 MIN_VISIBLE = 0.03  # share of the in-frame silhouette that must be visible for a box to be kept
 MARK_MAX = 110.0  # metres: markings are painted (and labelled) up to this distance
 ROAD_MAX = 250.0
+CLUTTER = -1  # id of unlabelled objects (and the hood) in Frame.ids; 0 = road, ground and sky
 
 
 @dataclass
@@ -42,7 +43,8 @@ class Label:
 
 @dataclass
 class Frame:
-    """A rendered frame: BGR image, drivable and lane masks (0/1), labels, per-pixel visible object id."""
+    """A rendered frame: BGR image, drivable and lane masks (0/1), labels, per-pixel visible object id
+    (`Label.id`; CLUTTER for unlabelled objects, 0 for road, ground and sky)."""
 
     image: np.ndarray
     drivable: np.ndarray
@@ -73,12 +75,16 @@ class Canvas:
         self.glow = np.zeros((h // 4 + 1, w // 4 + 1, 3), np.float32)
         self.lights: list[tuple[np.ndarray, tuple]] = []
 
-    def occlude(self, pts: np.ndarray, colour: tuple, obj_id: int = 0, glow: tuple | None = None) -> None:
-        """Draw an object polygon: paints the image, hides the masks behind it, marks its id."""
+    def finish_masks(self) -> None:
+        """Hide the road labels wherever an object (or the hood) stands in front of the road."""
+        hidden = self.ids != 0
+        self.drivable[hidden] = 0
+        self.lane[hidden] = 0
+
+    def occlude(self, pts: np.ndarray, colour: tuple, obj_id: int = CLUTTER, glow: tuple | None = None) -> None:
+        """Draw an object polygon: paints the image and marks its id (masks are hidden by `finish_masks`)."""
         p = [_poly(pts)]
         cv2.fillPoly(self.image, p, colour, cv2.LINE_AA)
-        cv2.fillPoly(self.drivable, p, 0)
-        cv2.fillPoly(self.lane, p, 0)
         cv2.fillPoly(self.ids, p, obj_id)
         if glow is not None:
             self.lights.append((p[0], glow))
@@ -169,6 +175,20 @@ def _ground_shading(c: Canvas, s: Scene, cam: Camera, things: list[Thing], dist:
     c.image[:] = (c.image * np.where(dist > 0, shade, 1.0)[..., None]).astype(np.uint8)
 
 
+def _haze(c: Canvas, s: Scene, cam: Camera, dist: np.ndarray) -> None:
+    """Blend the far ground and the sky near the horizon towards the horizon colour (before objects are drawn)."""
+    if s.haze <= 0:
+        return
+    a_h, b_h = cam.horizon()
+    ends = (b_h, a_h * c.w + b_h)
+    r0, r1 = int(np.clip(min(ends) - 0.15 * c.h, 0, c.h)), int(np.clip(max(ends) + 0.15 * c.h, 0, c.h))
+    if r1 > r0:
+        a = (s.haze * np.exp(-np.abs(dist[r0:r1]) / (0.05 * c.h)))[..., None]
+        band = c.image[r0:r1].astype(np.float32)
+        band += a * (np.asarray(s.sky[1], np.float32) - band)
+        c.image[r0:r1] = band.astype(np.uint8)
+
+
 def _hood(c: Canvas, s: Scene) -> None:
     if s.hood <= 0:
         return
@@ -196,13 +216,6 @@ def _light_and_camera(c: Canvas, s: Scene, cam: Camera, dist: np.ndarray, rng: n
             cv2.fillPoly(img, [pts], colour)
         glow = cv2.GaussianBlur(c.glow, (0, 0), max(1.0, c.w / 400))
         img += cv2.resize(glow, (c.w, c.h)) * 0.9
-    if s.haze > 0:  # only rows near the horizon are touched
-        a_h, b_h = cam.horizon()
-        ends = (b_h, a_h * c.w + b_h)
-        r0, r1 = int(np.clip(min(ends) - 0.25 * c.h, 0, c.h)), int(np.clip(max(ends) + 0.25 * c.h, 0, c.h))
-        if r1 > r0:
-            a = (s.haze * np.exp(-np.abs(dist[r0:r1]) / (0.05 * c.h)))[..., None]
-            img[r0:r1] = img[r0:r1] * (1 - a) + a * (np.asarray(s.sky[1], np.float32) * s.gain)
     if s.noise > 0:
         noise = np.empty((c.h, c.w), np.float32)
         cv2.setRNGSeed(int(rng.integers(0, 2**31)))
@@ -235,18 +248,20 @@ def render(s: Scene, path: RoadPath | None = None, dash_phase: float | None = No
                 uv, z = cam.project(path.points(np.array([pr.d]), pr.o + (-1.8 if pr.o > 0 else 1.8)))
                 lamps.append((float(uv[0, 0]), float(uv[0, 1]), s.f * 5 / max(float(z[0]), 1.0)))
     _ground_shading(c, s, cam, things, dist)
+    _haze(c, s, cam, dist)
     things.sort(key=lambda th: -th.depth)
 
     labels, boxes = [], {}
     for th in things:
-        obj_id = 0
+        obj_id = CLUTTER
         if th.category is not None:
             obj_id = len(boxes) + 1
             boxes[obj_id] = th
         for part in th.parts:
-            c.occlude(part.pts, part.colour, obj_id if part.in_box else 0, part.glow)
+            c.occlude(part.pts, part.colour, obj_id if part.in_box else CLUTTER, part.glow)
     _hood(c, s)
-    counts = np.bincount(c.ids.ravel(), minlength=len(boxes) + 1)
+    c.finish_masks()
+    counts = np.bincount(np.maximum(c.ids.ravel(), 0), minlength=len(boxes) + 1)
     for obj_id, th in boxes.items():
         label = _label(th, obj_id, int(counts[obj_id]), c.w, c.h)
         if label is not None:

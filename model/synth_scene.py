@@ -166,13 +166,14 @@ def _vehicles(rng: np.random.Generator, s: Scene, d_range: tuple[float, float]) 
                 speed = rng.uniform(8, 30) * (0.3 if s.scene_type == "city street" else 1.0)
                 out.append(Vehicle(kind, cat, d, centre, facing, length, rng.uniform(*wr), rng.uniform(*hr), colour, speed))
             d += length + rng.uniform(3, 12) + rng.exponential(30 / density)
-    if s.scene_type != "highway" and rng.random() < 0.5:  # parked cars on the right
+    if s.scene_type != "highway" and rng.random() < 0.5:  # parked cars on a parking strip on the right
+        s.shoulder = max(s.shoulder, rng.uniform(2.3, 2.8))
         d = d_range[0] + rng.uniform(0, 20)
         while d < min(d_range[1], 90):
             kind = _choice(rng, ("sedan", "hatch", "suv", "van"))
             cat, lr, wr, hr, _ = VEHICLE_KINDS[kind]
             length = rng.uniform(*lr)
-            o = s.n_ego * s.lane_w + s.shoulder * 0.5 + 0.2
+            o = s.n_ego * s.lane_w + s.shoulder * 0.5 + 0.1
             out.append(Vehicle(kind, cat, d, o, _choice(rng, (1, 1, -1)), length, rng.uniform(*wr), rng.uniform(*hr), _choice(rng, VEHICLE_COLOURS), 0.0))
             d += length + rng.uniform(1.0, 8.0) + rng.exponential(10)
     if rng.random() < 0.07:  # a train on a track beside the road
@@ -199,7 +200,8 @@ def _props(rng: np.random.Generator, s: Scene, d_range: tuple[float, float]) -> 
             if city or (s.scene_type == "residential" and rng.random() < 0.4):
                 w, depth, h = rng.uniform(8, 30), rng.uniform(8, 20), rng.uniform(4, 9 if not city else 30)
                 setback = s.sidewalk + rng.uniform(0.5, 3 if city else 12)
-                colour = tuple(int(c) for c in rng.integers(60, 200, 3))
+                grey = rng.integers(70, 200)
+                colour = tuple(int(np.clip(grey + c, 0, 255)) for c in rng.integers(-28, 28, 3))
                 out.append(Prop("building", d + w / 2, edge + side * (setback + depth / 2), (w, depth, h), colour, int(rng.integers(0, 3))))
                 d += w + rng.uniform(0, 6 if city else 20)
             else:

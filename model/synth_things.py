@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from model.synth_geometry import Box3D, Camera, RoadPath, face_rect
+from model.synth_geometry import Box3D, Camera, RoadPath, face_rects
 from model.synth_scene import Prop, Scene, Vehicle
 
 GLASS = (62, 52, 46)
@@ -57,8 +57,11 @@ def _add_box(thing: Thing, cam: Camera, box: Box3D, colour: tuple, details=None,
     details = details or {}
     for idx, quad in box.visible_faces(cam.cam_h):
         thing.parts.append(Part(cam.project(quad)[0], _shade(colour, SHADE[idx])))
-        for u0, u1, v0, v1, c, glow in details.get(idx, ()):
-            thing.parts.append(Part(cam.project(face_rect(quad, u0, u1, v0, v1))[0], _shade(c, SHADE[idx]), glow if lit else None))
+        rects = details.get(idx, ())
+        if rects:
+            polys = cam.project(face_rects(quad, np.array([r[:4] for r in rects], np.float64)))[0]
+            for pts, (_, _, _, _, c, glow) in zip(polys, rects):
+                thing.parts.append(Part(pts, _shade(c, SHADE[idx]), glow if lit else None))
 
 
 def _windows(n: int, v0: float, v1: float, colour: tuple = GLASS) -> list:
