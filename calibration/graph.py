@@ -25,6 +25,7 @@ HEAD_NODE = re.compile(r"/cv[23]\.\d+\.2/Conv$|/dfl/|_head/pred/Conv$")
 MIN_CHANNELS = 16
 NO_QDQ_OPS = ("Sigmoid", "Softmax", "Shape", "Gather")  # never take quantized inputs
 NO_Q_AFTER = ("Sigmoid", "Softmax")  # their outputs are never fed straight into a QuantizeLinear
+SHAPE_INPUTS = {"Reshape": (1,), "Expand": (1,), "Tile": (1,), "Resize": (1, 2, 3), "Slice": (1, 2, 3, 4)}  # index inputs
 
 
 @dataclass
@@ -170,8 +171,9 @@ def check_trt_graph(model: onnx.ModelProto) -> list[str]:
 
     1. every QuantizeLinear/DequantizeLinear zero-point is int8 and 0 (TensorRT is symmetric INT8);
     2. every Conv weight behind a DequantizeLinear is per-channel: axis 0 and one scale per output channel;
-    3. no Sigmoid/Softmax/Shape/Gather takes a dequantized input, and no QuantizeLinear consumes a
-       Sigmoid/Softmax output (SiLU and the attention probabilities stay fused/float at those points);
+    3. no Sigmoid/Softmax/Shape/Gather takes a dequantized input, no shape/index input (Reshape's shape,
+       Resize's scales/sizes, Slice's starts/ends/axes/steps, Expand/Tile) is dequantized, and no
+       QuantizeLinear consumes a Sigmoid/Softmax output (SiLU stays fused; probabilities stay float there);
     4. the head's final convs and the DFL conv have no DequantizeLinear on their inputs or weights;
     5. no Q/DQ anywhere downstream of the head convs, so `boxes` and `scores` never share a quantized tensor;
     6. no residual Add has Q/DQ on its branch input alone: either the shortcut only (TensorRT fuses the
@@ -201,6 +203,8 @@ def check_trt_graph(model: onnx.ModelProto) -> list[str]:
                 errors.append(f"{n.name}: weight not per-channel (axis {axis}, scale shape {None if scale is None else scale.shape})")
         if n.op_type in NO_QDQ_OPS and any(_dq_input(graph, i) for i in n.input if i):
             errors.append(f"{n.name}: {n.op_type} takes a dequantized input")
+        if any(k < len(n.input) and _dq_input(graph, n.input[k]) for k in SHAPE_INPUTS.get(n.op_type, ())):
+            errors.append(f"{n.name}: {n.op_type} takes a dequantized shape/index input")
         if n.op_type == "QuantizeLinear" and (p := graph.producer.get(n.input[0])) is not None and p.op_type in NO_Q_AFTER:
             errors.append(f"{n.name}: quantizes the output of {p.op_type} {p.name}")
         if n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.name in below_head:
