@@ -152,10 +152,13 @@ def synth_command(out: Path, n: int, seed: int = 0, val_fraction: float = 0.2, v
     """CLI body of `roadsight data synth`: scenes, then the optional drive clip, then a summary paragraph."""
     from model.synth_video import write_video
 
+    if n == 0 and video is None:
+        raise RoadsightError("data synth: nothing to write. Expected --n >= 1 or a --video path, got --n 0 and no --video. Add one of them.")
     console = Console()
     t0 = time.perf_counter()
     records = generate(out, n, seed, val_fraction, workers=workers, console=console)
-    console.print(summary(records, out, time.perf_counter() - t0, 1280, 720))
+    if n:
+        console.print(summary(records, out, time.perf_counter() - t0, 1280, 720))
     if video is not None:
         with _progress(console) as bar:
             task = bar.add_task("video", total=frames, rate="")

@@ -99,6 +99,14 @@ def _background(c: Canvas, s: Scene, cam: Camera, rng: np.random.Generator) -> n
     qy, qx = _grid(c.h // 8, c.w // 8)
     t = np.clip(-(qy * 8 - (a * qx * 8 + b)) / (0.55 * c.h), 0, 1)[..., None]
     sky = np.asarray(s.sky[1], np.float32) * (1 - t) + np.asarray(s.sky[0], np.float32) * t
+    if s.timeofday == "daytime" and s.weather == "clear":  # soft clouds
+        cloud = np.zeros(sky.shape[:2], np.float32)
+        for _ in range(int(rng.integers(0, 7))):
+            centre = (int(rng.uniform(0, cloud.shape[1])), int(rng.uniform(0, cloud.shape[0] * 0.5)))
+            axes = (int(rng.uniform(4, 20)), int(rng.uniform(1, 4)))
+            cv2.ellipse(cloud, centre, axes, 0, 0, 360, float(rng.uniform(0.3, 0.8)), -1)
+        cloud = cv2.GaussianBlur(cloud, (0, 0), 1.5)[..., None]
+        sky = sky * (1 - cloud) + 245 * cloud
     c.image[:] = cv2.resize(sky, (c.w, c.h), interpolation=cv2.INTER_LINEAR).astype(np.uint8)
     xs = np.linspace(-20, c.w + 20, 40)
     ground = np.array([[-10, a * -10 + b], [c.w + 10, a * (c.w + 10) + b], [c.w + 10, c.h + 10], [-10, c.h + 10]])
@@ -249,7 +257,9 @@ def render(s: Scene, path: RoadPath | None = None, dash_phase: float | None = No
                 lamps.append((float(uv[0, 0]), float(uv[0, 1]), s.f * 5 / max(float(z[0]), 1.0)))
     _ground_shading(c, s, cam, things, dist)
     _haze(c, s, cam, dist)
-    things.sort(key=lambda th: -th.depth)
+    # painter's order, far to near; buildings (behind the kerb, large footprints) go first so that people, lamps
+    # and signs on the pavement in front of them are never painted over by a facade that starts nearer
+    things.sort(key=lambda th: (th.layer, -th.depth))
 
     labels, boxes = [], {}
     for th in things:

@@ -214,6 +214,10 @@ def _props(rng: np.random.Generator, s: Scene, d_range: tuple[float, float]) -> 
         while d < d_range[1] and (city or rng.random() < 0.6):  # street lamps
             out.append(Prop("lamp", d, edge + side * 0.4, (rng.uniform(6, 9),), (90, 90, 90)))
             d += rng.uniform(25, 40)
+    if s.scene_type == "highway" and rng.random() < 0.7:  # guard rails (clutter), 8 m sections
+        sides = [(right + 0.3, 1)] + ([(left - 0.3, -1)] if not s.n_opp or rng.random() < 0.5 else [])
+        for o, _ in sides:
+            out += [Prop("rail", d, o, (8.0,), (165, 168, 170)) for d in np.arange(d_range[0], d_range[1], 8.0)]
     n_people = int(rng.poisson(3.0 if city else 0.6 if s.scene_type == "residential" else 0.0))
     for _ in range(n_people):
         side = _choice(rng, (1, -1))

@@ -41,6 +41,7 @@ class Thing:
     parts: list[Part] = field(default_factory=list)
     ground: list[np.ndarray] = field(default_factory=list)  # ground-frame footprint polygons (for shadows)
     height: float = 0.0
+    layer: int = 1  # drawing layer: 0 = buildings (drawn first), 1 = everything else
 
 
 def _shade(colour: tuple, k: float) -> tuple:
@@ -200,6 +201,12 @@ def prop_thing(pr: Prop, path: RoadPath, cam: Camera, lit: bool) -> Thing:
             add(_ngon(dx, dy, r * 0.8, 14, squash=1.1), _shade(pr.colour, k))
         thing.height = h
         thing.ground.append(path.points(np.full(12, pr.d), pr.o) + np.concatenate([_ngon(0, 0, r, 12), np.zeros((12, 1))], 1)[:, [0, 2, 1]])
+    elif pr.kind == "rail":  # a beam along the road on posts
+        ds = np.linspace(pr.d, pr.d + pr.size[0], 5)
+        beam = np.concatenate([path.points(ds, pr.o, 0.8), path.points(ds[::-1], pr.o, 0.5)])
+        thing.parts.append(Part(cam.project(path.points(np.array([pr.d, pr.d]), pr.o, np.array([0.0, 0.6])))[0][[0, 1, 1, 0]]
+                                + np.array([[-1, 0], [-1, 0], [1, 0], [1, 0]]) * max(1.0, cam.f * 0.08 / max(thing.depth, 1)), (70, 70, 70)))
+        thing.parts.append(Part(cam.project(beam)[0], pr.colour))
     elif pr.kind == "lamp":
         h = pr.size[0]
         toward = -1.5 if pr.o > 0 else 1.5
@@ -220,5 +227,5 @@ def prop_thing(pr: Prop, path: RoadPath, cam: Camera, lit: bool) -> Thing:
         _add_box(thing, cam, box, pr.colour, {0: win, 2: win, 3: win}, lit)
         thing.ground.append(np.array([box.corners()[i] for i in (0, 1, 3, 2)]))
         thing.depth = float(np.hypot(thing.ground[0][:, 0], thing.ground[0][:, 2]).min())
-        thing.height = h
+        thing.height, thing.layer = h, 0
     return thing
