@@ -78,7 +78,7 @@ def test_stream_reconnects_after_a_cut(tmp_path, tiny_onnx, clip):
     jsonl, video = tmp_path / "s.jsonl", tmp_path / "s.mp4"
     thread = cut_after(jsonl, 10, servers[0], restore=lambda: servers.append(serve(clip, port)))
     try:
-        options = RunOptions(tiny_onnx, [url], save=video, jsonl=jsonl, live=False, reconnect_timeout=4)
+        options = RunOptions(tiny_onnx, [url], save=video, jsonl=jsonl, live=False, reconnect_timeout=3)
         log = io.StringIO()
         stats = run(options, Console(file=log, width=200)).sources[0]
     finally:
