@@ -115,25 +115,35 @@ def markdown(results: dict, opts: AblationOptions) -> str:
     return "\n".join(lines + notes) + "\n"
 
 
-def main(
-    ckpt: list[str],
-    calib: list[str],
-    out: Path,
-    val: Path,
-    n_calib: int = 512,
-    n_outliers: int = 64,
-    method: str = "max",
-    limit: int | None = None,
-) -> None:
-    """Run the ablation: --ckpt NAME=PATH (repeat) --calib SOURCE (repeat) --val DATA --out DIR."""
-    checkpoints = dict(item.split("=", 1) for item in ckpt)
-    opts = AblationOptions({k: Path(v) for k, v in checkpoints.items()}, list(calib), out, val=val, n_calib=n_calib,
-                           n_outliers=n_outliers, method=method, limit=limit)
-    run_ablation(opts, progress=True)
-    print((Path(out) / "ablation.md").read_text())
+def main() -> None:
+    """`python -m calibration.ablation --ckpt NAME=PT [...] --calib SOURCE [...] --val DATA --out DIR`."""
+    import typer
+
+    def run(
+        ckpt: list[str] = typer.Option(..., "--ckpt", help="VARIANT=checkpoint.pt; repeat per variant."),
+        calib: list[str] = typer.Option(..., "--calib", help="Calibration frames: folder, video or glob; repeatable."),
+        val: Path = typer.Option(..., "--val", help="Dataset root (BDD100K layout, split 'val')."),
+        out: Path = typer.Option(Path("runs/ablation"), "--out", help="Output folder."),
+        n_calib: int = typer.Option(512, "--n-calib", help="Calibration frames."),
+        n_outliers: int = typer.Option(64, "--n-outliers", help="Frames for the outlier statistics."),
+        method: str = typer.Option("max", "--method", help="max, entropy or percentile."),
+        limit: int = typer.Option(None, "--limit", help="Evaluate only the first N validation images."),
+    ) -> None:
+        """Export, calibrate, quantize (trt, cpu), evaluate FP32/INT8 and measure outliers for each variant."""
+        checkpoints = {name: Path(pt) for name, _, pt in (item.partition("=") for item in ckpt)}
+        opts = AblationOptions(checkpoints, list(calib), out, val=val, n_calib=n_calib, n_outliers=n_outliers,
+                               method=method, limit=limit)
+        from engines.errors import RoadsightError
+
+        try:
+            run_ablation(opts, progress=True)
+        except RoadsightError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(1) from None
+        typer.echo((Path(out) / "ablation.md").read_text())
+
+    typer.run(run)
 
 
 if __name__ == "__main__":
-    import typer
-
-    typer.run(main)
+    main()
