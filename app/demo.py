@@ -52,7 +52,7 @@ class DemoOptions:
 
 @dataclass
 class DemoFiles:
-    """Where the demo wrote its outputs (bench files are None when the benchmark was skipped)."""
+    """Where the demo wrote its outputs (`clip`: the synthetic clip, if used; `bench`: empty when skipped)."""
 
     video: Path
     jsonl: Path

@@ -152,6 +152,23 @@ def test_synthetic_clip_is_rendered_once_and_reused(tmp_path, tiny_onnx, monkeyp
     assert "synthetic clip" in text and "cached, reused next time" in text
 
 
+def test_synthetic_clip_renders_without_torch(tmp_path):
+    pytest.importorskip("model.synth_video", reason="model/synth_video.py (the clip writer) is not in this checkout")
+    code = BLOCK_TORCH.split("import app.cli")[0] + textwrap.dedent(
+        """
+        from pathlib import Path
+        from app import demo
+        path, rendered = demo.demo_clip(Path(sys.argv[1]), frames=3, size=(320, 192))
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "ultralytics", "torchvision"))
+        print(path, rendered, loaded)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    clip = tmp_path / "synthetic-drive-320x192-3f-seed0.mp4"
+    assert result.stdout.split() == [str(clip), "True", "[]"] and count_frames(clip) == 3
+
+
 def test_show_without_display_fails_before_rendering(tmp_path, tiny_onnx):
     env = {k: v for k, v in ENV.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     out = tmp_path / "out"
