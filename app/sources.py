@@ -118,25 +118,46 @@ class Source:
 class CaptureSource(Source):
     """Anything cv2.VideoCapture reads: camera index, V4L2 device, video file, URL, GStreamer pipeline."""
 
-    def __init__(self, spec: str, target: str | int, api: int, kind: str, live: bool, network: bool = False):
+    def __init__(
+        self,
+        spec: str,
+        target: str | int,
+        api: int,
+        kind: str,
+        live: bool,
+        network: bool = False,
+        fallback: tuple[str, int] | None = None,
+    ):
+        """`fallback` (target, api) is tried when `target` cannot be opened, and kept once it worked."""
         super().__init__(spec)
         self.target, self.api, self.kind, self.live, self.network = target, api, kind, live, network
+        self.fallback = fallback
         self.cap: cv2.VideoCapture | None = None
 
-    def _params(self, open_timeout_ms: int) -> list[int]:
-        if self.api != cv2.CAP_FFMPEG:
+    @staticmethod
+    def _params(api: int, open_timeout_ms: int) -> list[int]:
+        if api != cv2.CAP_FFMPEG:
             return []
         return [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, open_timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, READ_TIMEOUT_MS]
 
+    def _capture(self, target: str | int, api: int, open_timeout_ms: int) -> cv2.VideoCapture | None:
+        try:
+            cap = cv2.VideoCapture(target, api, self._params(api, open_timeout_ms))
+        except cv2.error:
+            return None
+        if cap.isOpened():
+            return cap
+        cap.release()
+        return None
+
     def _open(self, open_timeout_ms: int) -> bool:
         self.close()
-        try:
-            self.cap = cv2.VideoCapture(self.target, self.api, self._params(open_timeout_ms))
-        except cv2.error:
-            self.cap = None
-            return False
-        if not self.cap.isOpened():
-            self.close()
+        self.cap = self._capture(self.target, self.api, open_timeout_ms)
+        if self.cap is None and self.fallback is not None:
+            self.cap = self._capture(*self.fallback, open_timeout_ms)
+            if self.cap is not None:  # e.g. the hardware decoder does not take this codec: stay on FFmpeg
+                (self.target, self.api), self.fallback = self.fallback, None
+        if self.cap is None:
             return False
         self.fps = _sane_fps(self.cap.get(cv2.CAP_PROP_FPS))
         count = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT))
@@ -234,10 +255,12 @@ def open_source(spec: str, live: bool | None = None) -> Source:
         require_gstreamer(spec)
         source = CaptureSource(spec, text, cv2.CAP_GSTREAMER, "gstreamer", live=True)
     elif scheme in NETWORK_SCHEMES:
-        if scheme == "rtsp" and has_gstreamer() and has_gst_element("nvv4l2decoder"):  # hardware decode
-            source = CaptureSource(spec, JETSON_RTSP_PIPELINE.format(url=text), cv2.CAP_GSTREAMER, "stream", True, True)
-        else:
-            source = CaptureSource(spec, text, cv2.CAP_FFMPEG, "stream", live=True, network=True)
+        if scheme == "rtsp":  # TCP: no smeared frames from lost UDP packets (unless the user set options)
+            os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
+        source = CaptureSource(spec, text, cv2.CAP_FFMPEG, "stream", live=True, network=True)
+        if scheme == "rtsp" and has_gstreamer() and has_gst_element("nvv4l2decoder"):  # Jetson hardware decode
+            gst = (JETSON_RTSP_PIPELINE.format(url=text), cv2.CAP_GSTREAMER)
+            source = CaptureSource(spec, *gst, "stream", live=True, network=True, fallback=(text, cv2.CAP_FFMPEG))
     else:
         path_text = text[len("file://"):] if scheme == "file" else text
         if scheme not in ("", "file"):

@@ -100,3 +100,13 @@ def test_summaries_from_timestamps():
     stamps = {"captured": 1.0, "preprocessed": 1.002, "inferred": 1.012, "postprocessed": 1.015, "written": 1.020}
     stats.add_result(stamps)
     assert stats.stage_ms["inferred"] == [pytest.approx(10.0)] and stats.total_ms == [pytest.approx(20.0)]
+
+
+def test_fallback_backend_is_used_and_kept(clip):
+    # As when the Jetson hardware-decode pipeline cannot take a stream: FFmpeg takes over, also on reconnects.
+    fallback = (str(clip), cv2.CAP_FFMPEG)
+    source = CaptureSource("cam", "no-such-element ! appsink", cv2.CAP_GSTREAMER, "stream", True, True, fallback=fallback)
+    source.open()
+    assert source.read().shape == (192, 320, 3) and (source.api, source.fallback) == (cv2.CAP_FFMPEG, None)
+    assert source.reopen(1.0) and source.read() is not None
+    source.close()
