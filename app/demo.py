@@ -97,8 +97,9 @@ def demo_clip(folder: Path, frames: int = CLIP_FRAMES, seed: int = CLIP_SEED, si
             "none. Pass a clip or camera with --source."
         ) from None
     part = path.with_name(path.stem + ".part.mp4")
+    console = console or Console(stderr=True)
     columns = (TextColumn("rendering a synthetic drive clip"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as bar:
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task("frames", total=frames)
         write_video(part, frames, seed, width, height, CLIP_FPS, advance=lambda: bar.advance(task))
     part.replace(path)
@@ -119,7 +120,7 @@ def stream(model: Path, spec: str, files: DemoFiles, window: WindowSink | None, 
     )
     columns = (TextColumn(f"{model.name} on {source.name}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[fps]:5.1f} fps"), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as bar:
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task("frames", total=None, fps=0.0)
 
         def tick(stats: RunStats) -> None:
