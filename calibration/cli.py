@@ -8,6 +8,16 @@ from pathlib import Path
 import typer
 
 
+def _require_onnx(command: str) -> None:
+    """calibrate/quantize read and write ONNX graphs: one-line error when the `onnx` package is missing."""
+    import importlib.util
+
+    from engines.errors import MissingDependency
+
+    if importlib.util.find_spec("onnx") is None:
+        raise MissingDependency("onnx", f"roadsight {command}", "pip install onnx (or 'roadsight[train]')")
+
+
 def calibrate(
     model: Path = typer.Option(..., "--model", "-m", help="FP32 ONNX from `roadsight export` (its metadata gives imgsz)."),
     source: list[str] = typer.Option(..., "--source", "-s", help="Folder, video or quoted glob; repeat for more. Frames are spread over all."),
@@ -31,6 +41,7 @@ def calibrate(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    _require_onnx("calibrate")
     from calibration.cache import calibrate as run
 
     console = Console()
@@ -81,6 +92,7 @@ def quantize(
     """
     from rich.console import Console
 
+    _require_onnx("quantize")
     from calibration.quantize import pick_backend, quantize as run
     from engines.errors import RoadsightError
 
