@@ -140,7 +140,9 @@ def _road(c: Canvas, s: Scene, cam: Camera, path: RoadPath, dash_phase: float) -
     for o0, o1, colour in bands:
         cv2.fillPoly(c.image, [cam.polygon(path.band(o0, o1, 0.5, ROAD_MAX, 64))], tuple(float(v) for v in colour), cv2.LINE_AA)
     for d, o, length, width, dark in s.patches:
-        cv2.fillPoly(c.image, [cam.polygon(path.band(o - width / 2, o + width / 2, d, d + length, 6))], tuple(asphalt * dark), cv2.LINE_AA)
+        if d + length > 1.0:  # (drive clips: patches already passed are skipped, those under the car cut)
+            band = path.band(o - width / 2, o + width / 2, max(d, 0.5), d + length, 6)
+            cv2.fillPoly(c.image, [cam.polygon(band)], tuple(asphalt * dark), cv2.LINE_AA)
     cv2.fillPoly(c.drivable, [cam.polygon(path.band(0.0, right, 0.5, ROAD_MAX, 64))], 1)
     label_px = max(1, int(round(LANE_LABEL_PX * c.w / 1280)))
     dash_len, period, _ = s.dash

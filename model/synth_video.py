@@ -29,16 +29,21 @@ class Drive:
         self.scene = sample_scene(rng, width, height, d_range=(5.0, 150.0), prop_range=(2.0, span + 240.0))
         if self.scene.timeofday == "night" and rng.random() < 0.5:  # clips are mostly for demos and benchmarks
             self.scene = sample_scene(rng, width, height, d_range=(5.0, 150.0), prop_range=(2.0, span + 240.0))
+        sc = self.scene
+        sc.patches = [(rng.uniform(3, span + 200), rng.uniform(-sc.n_opp * sc.lane_w, sc.n_ego * sc.lane_w), rng.uniform(1, 12),
+                       rng.uniform(0.3, 3), rng.uniform(0.75, 1.2)) for _ in range(int(rng.poisson(2 + span / 60)))]
         s_grid = np.arange(0.0, span + 600.0, 0.5)
         k = np.zeros_like(s_grid)
         for _ in range(3):
             k += rng.normal(0, 1 / 900) * np.sin(2 * np.pi * s_grid / rng.uniform(150, 600) + rng.uniform(0, 2 * np.pi))
         self.s_grid = s_grid
         self.theta = np.concatenate([[0.0], np.cumsum(0.5 * (k[1:] + k[:-1]) * 0.5)])
-        lane_speed = {}
+        lane_speed = {self.scene.ego_lane: self.speed}  # traffic ahead in the ego lane keeps its distance
         for v in self.scene.vehicles:  # one speed per lane: no one drives through anyone
-            key = round(v.o / self.scene.lane_w) if v.kind != "train" else "train"
-            lane_speed.setdefault(key, 0.0 if v.speed == 0 else v.speed)
+            key = int(np.floor(v.o / self.scene.lane_w)) if v.kind != "train" else "train"
+            if v.speed == 0:  # parked
+                continue
+            lane_speed.setdefault(key, v.speed)
             v.speed = lane_speed[key]
         self.ego_s = 0.0
 
@@ -60,7 +65,8 @@ class Drive:
         theta = np.interp(self.ego_s + D_AHEAD, self.s_grid, self.theta) - np.interp(self.ego_s, self.s_grid, self.theta) - yaw
         path = RoadPath(D_AHEAD, theta, -(s.camera_o + wobble))
         props = [dataclasses.replace(p, d=p.d - self.ego_s) for p in s.props if -5 < p.d - self.ego_s < 240]
-        now = dataclasses.replace(s, props=props, pitch=s.pitch + 0.002 * np.sin(2 * np.pi * t * 1.3))
+        patches = [(d - self.ego_s, *rest) for d, *rest in s.patches if -15 < d - self.ego_s < 200]
+        now = dataclasses.replace(s, props=props, patches=patches, pitch=s.pitch + 0.002 * np.sin(2 * np.pi * t * 1.3))
         return render(now, path, dash_phase=s.dash[2] - self.ego_s, frame_seed=i)
 
 
