@@ -157,7 +157,10 @@ def prop_thing(pr: Prop, path: RoadPath, cam: Camera, lit: bool) -> Thing:
     base = path.points(np.array([pr.d]), pr.o)[0]
     labelled = pr.kind in ("person", "traffic sign", "traffic light")
     thing = Thing(pr.kind if labelled else None, float(np.hypot(base[0], base[2])))
-    add = lambda pts2d, colour, glow=None, in_box=True: thing.parts.append(Part(_billboard(cam, base, pts2d), colour, glow, in_box))  # noqa: E731
+
+    def add(pts2d: np.ndarray, colour: tuple, glow: tuple | None = None, in_box: bool = True) -> None:
+        thing.parts.append(Part(_billboard(cam, base, pts2d), colour, glow, in_box))
+
     if pr.kind == "person":
         h, (top, legs, skin) = pr.size[0], pr.colour
         stride = 0.08 * np.sin(pr.d * 3.0)
