@@ -43,8 +43,13 @@ def train(opts: TrainOptions, validate: Validator | None = None, console: Consol
     opts.out.mkdir(parents=True, exist_ok=True)
     last_path, best_path = opts.out / "last.pt", opts.out / "best.pt"
 
+    resume = read_checkpoint(last_path) if opts.resume else None
+    if opts.resume and "optimizer" not in resume:
+        raise RoadsightError(f"resume: {last_path} has no optimizer state. Expected a last.pt written by `roadsight train`.")
+    imgsz = tuple(resume["config"]["imgsz"]) if resume else opts.imgsz
+
     # ---- data
-    train_set = TrainDataset(opts.data, "train", opts.imgsz, augment=opts.augment)
+    train_set = TrainDataset(opts.data, "train", imgsz, augment=opts.augment)
     if len(train_set) < opts.batch:
         raise RoadsightError(
             f"train: {len(train_set)} training images in {opts.data} but --batch {opts.batch}. "
@@ -68,9 +73,6 @@ def train(opts: TrainOptions, validate: Validator | None = None, console: Consol
         console.print("[yellow]no validation (no DATA/images/val or model.evaluate missing): best.pt = lowest train loss")
 
     # ---- model, loss, optimizer, EMA (or everything from last.pt with --resume)
-    resume = read_checkpoint(last_path) if opts.resume else None
-    if opts.resume and "optimizer" not in resume:
-        raise RoadsightError(f"resume: {last_path} has no optimizer state. Expected a last.pt written by `roadsight train`.")
     cfg = (
         ModelConfig.from_dict(resume["config"])
         if resume
@@ -96,7 +98,10 @@ def train(opts: TrainOptions, validate: Validator | None = None, console: Consol
         optimizer.load_state_dict(resume["optimizer"])
         scaler.load_state_dict(resume["scaler"])
         start_epoch, best_fitness = resume["epoch"] + 1, resume["best_fitness"]
+        loader.generator.manual_seed(opts.seed + start_epoch)  # a fresh shuffle order, not epoch 1's again
         console.print(f"resuming {last_path} at epoch {start_epoch + 1}/{opts.epochs} ({cfg.size}, {cfg.attention})")
+        if (opts.size, opts.attention, tuple(opts.imgsz)) != (cfg.size, cfg.attention, cfg.imgsz):
+            console.print("[yellow]--size/--attention/--imgsz ignored: the architecture comes from last.pt")
         if start_epoch >= opts.epochs:
             raise RoadsightError(
                 f"resume: {last_path} already finished {start_epoch} epochs. Expected --epochs > {start_epoch}, "
