@@ -162,3 +162,12 @@ def test_cli_writes_scenes_and_summary(tmp_path):
     assert "Wrote 2 scenes (2 train / 0 val) at 1280x720" in text and "per image" in text
     assert len(list((out / "images" / "train").glob("*.jpg"))) == 2
     assert cv2.imread(str(next((out / "images" / "train").glob("*.jpg")))).shape == (720, 1280, 3)
+
+
+def test_nothing_to_write_is_a_one_line_error(tmp_path):
+    from engines.errors import RoadsightError
+    from model.synth import synth_command
+
+    with pytest.raises(RoadsightError) as err:
+        synth_command(tmp_path / "x", n=0)
+    assert "\n" not in str(err.value) and "Expected --n >= 1 or a --video" in str(err.value)
