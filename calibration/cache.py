@@ -72,6 +72,10 @@ class CalibCache:
         for start in range(0, len(self.images), batch):
             yield letterbox(list(self.images[start : start + batch]), self.meta.imgsz, dtype)[0]
 
+    def subset(self, start: int, end: int) -> "CalibCache":
+        """Frames [start, end) as a cache (a view, no copy)."""
+        return CalibCache(self.images[start:end], self.meta, self.frames[start:end], self.seed, self.counts)
+
     def array(self, dtype: type = np.float32) -> np.ndarray:
         """All frames as one (N, 3, h, w) input array (what ModelOpt's calibration_data takes)."""
         return np.concatenate(list(self.batches(64, dtype)))

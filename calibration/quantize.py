@@ -29,7 +29,8 @@ from engines.errors import MissingDependency, RoadsightError
 TARGETS = ("trt", "cpu")
 METHODS = ("max", "entropy", "percentile")
 BACKENDS = ("auto", "modelopt", "ort")
-PERCENTILE = 99.999  # the paper's best activation-range percentile for OPT
+PERCENTILE = 99.999
+CALIB_CHUNK = 16  # batches whose activations ONNX Runtime holds at once while calibrating  # the paper's best activation-range percentile for OPT
 # CPU: ONNX Runtime fuses DQ->op->Q into QLinear* kernels for these types; the float heads stay out
 CPU_OP_TYPES = ("Conv", "MatMul", "Add", "Mul", "Sigmoid", "Concat", "MaxPool", "Resize", "Split")
 
@@ -81,17 +82,33 @@ def pick_backend(target: str, method: str, backend: str = "auto") -> str:
 
 
 class _CacheReader:
-    """onnxruntime CalibrationDataReader over a CalibCache (batch 1 or the model's fixed batch)."""
+    """onnxruntime CalibrationDataReader over a CalibCache (batch 1 or the model's fixed batch).
+
+    Supports `len()` and `set_range()`, so ONNX Runtime calibrates in chunks (`CalibStridedMinMax`) and
+    holds the intermediate activations of one chunk at a time, not of the whole set.
+    """
 
     def __init__(self, cache: CalibCache, input_name: str, batch: int):
-        self.batches = cache.batches(batch)
-        self.input_name, self.batch = input_name, batch
+        self.cache, self.input_name, self.batch = cache, input_name, batch
+        self.set_range(0, len(self))
+
+    def __len__(self) -> int:
+        return len(self.cache) // self.batch
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self.next, self.end = start_index, end_index
 
     def get_next(self) -> dict[str, np.ndarray] | None:
-        data = next(self.batches, None)
-        if data is None or len(data) < self.batch:
+        if self.next >= self.end:
             return None
-        return {self.input_name: data}
+        start = self.next * self.batch
+        self.next += 1
+        return {self.input_name: next(self.cache.subset(start, start + self.batch).batches(self.batch))}
+
+
+def chunk(batches: int, most: int = CALIB_CHUNK) -> int:
+    """The largest divisor of `batches` up to `most` (ONNX Runtime needs equal chunks)."""
+    return max(d for d in range(1, min(most, max(batches, 1)) + 1) if batches % d == 0)
 
 
 def _input(model: onnx.ModelProto) -> tuple[str, int]:
@@ -111,6 +128,12 @@ def _ort_quantize(src: Path, out: Path, cache: CalibCache, target: str, method: 
         model = onnx.load(str(pre))
         graph = Graph(model)
         name, batch = _input(model)
+        reader = _CacheReader(cache, name, batch)
+        if not len(reader):
+            raise RoadsightError(
+                f"quantize: the cache has {len(cache)} frames for a model with a fixed batch of {batch}. "
+                f"Expected at least {batch}, got {len(cache)}. Calibrate with more frames."
+            )
         extra = {
             "ActivationSymmetric": target == "trt",
             "WeightSymmetric": True,
@@ -119,6 +142,7 @@ def _ort_quantize(src: Path, out: Path, cache: CalibCache, target: str, method: 
             "DedicatedQDQPair": False,
             "QDQOpTypePerChannelSupportToAxis": {"Conv": 0},
             "CalibPercentile": PERCENTILE,
+            "CalibStridedMinMax": chunk(len(reader)),
             "CalibTensorRangeSymmetric": target == "trt",
             # trt: Q/DQ only on inputs (TensorRT fuses Conv+SiLU+Add in float epilogues after INT8 math)
             "OpTypesToExcludeOutputQuantization": ["Conv", "MatMul", "Add"] if target == "trt" else [],
@@ -134,7 +158,7 @@ def _ort_quantize(src: Path, out: Path, cache: CalibCache, target: str, method: 
             quantize_static(
                 model,
                 str(out),
-                _CacheReader(cache, name, batch),
+                reader,
                 per_channel=True,
                 reduce_range=reduce_range,
                 weight_type=QuantType.QInt8,

@@ -150,3 +150,22 @@ def test_modelopt_backend(quantized, tmp_path):
         a = np.concatenate([r[name].ravel() for r in ref])
         b = np.concatenate([g[name].ravel() for g in got])
         assert np.corrcoef(a, b)[0, 1] > 0.9, name
+
+
+def test_chunked_calibration_gives_the_same_ranges(quantized, tmp_path, monkeypatch):
+    """ONNX Runtime calibrates in chunks of batches (bounded memory); max ranges equal the one-pass ranges."""
+    import calibration.quantize as q
+
+    onnx_path, cache, results = quantized
+    assert q.chunk(12) == 12 and q.chunk(48) == 16 and q.chunk(17) == 1 and q.chunk(18, 4) == 3
+    monkeypatch.setattr(q, "CALIB_CHUNK", 4)
+    chunked = onnx.load(str(quantize(onnx_path, cache, target="trt", backend="ort", out=tmp_path / "c.onnx").path))
+    whole = onnx.load(str(results["trt"].path))  # 12 frames in one chunk
+
+    def scales(model):
+        consts = _consts(model)
+        return {n.input[0]: float(consts[n.input[1]]) for n in model.graph.node if n.op_type == "QuantizeLinear"}
+
+    a, b = scales(chunked), scales(whole)
+    assert a.keys() == b.keys() and len(a) > 20
+    np.testing.assert_allclose([a[k] for k in a], [b[k] for k in a], rtol=1e-6)
