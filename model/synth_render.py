@@ -199,6 +199,32 @@ def _haze(c: Canvas, s: Scene, cam: Camera, dist: np.ndarray) -> None:
         c.image[r0:r1] = band.astype(np.uint8)
 
 
+def _fog_ground(c: Canvas, s: Scene, dist: np.ndarray) -> None:
+    """Fog on the ground layer and sky: blend towards the fog colour by the depth of the ground at each row."""
+    depth = s.f * s.cam_h / np.maximum(dist, 0.5)
+    alpha = np.where(dist > 0, 1.0 - np.exp(-depth / s.fog), 1.0).astype(np.float32)[..., None]
+    img = c.image.astype(np.float32)
+    img += alpha * (np.asarray(s.sky[1], np.float32) - img)
+    c.image[:] = img.astype(np.uint8)
+
+
+def _fogged(colour: tuple, depth: float, s: Scene) -> tuple:
+    a = 1.0 - np.exp(-depth / s.fog)
+    return tuple(float(c * (1 - a) + f * a) for c, f in zip(colour, s.sky[1]))
+
+
+def _rain(img: np.ndarray, s: Scene, rng: np.random.Generator) -> None:
+    """Slanted light streaks over the frame (in place, float image)."""
+    h, w = img.shape[:2]
+    n = int(s.rain * 500 * w / 1280)
+    length = rng.uniform(8, 30, n) * w / 1280
+    x, y = rng.uniform(0, w, n), rng.uniform(0, h, n)
+    lines = np.stack([np.stack([x, y], 1), np.stack([x + 0.25 * length, y + length], 1)], 1).round().astype(np.int32)
+    streaks = np.zeros((h, w), np.uint8)
+    cv2.polylines(streaks, list(lines), False, 255, max(1, w // 1280), cv2.LINE_AA)
+    img += streaks[..., None].astype(np.float32) * (0.12 * s.gain)
+
+
 def _hood(c: Canvas, s: Scene) -> None:
     if s.hood <= 0:
         return
@@ -226,6 +252,8 @@ def _light_and_camera(c: Canvas, s: Scene, cam: Camera, dist: np.ndarray, rng: n
             cv2.fillPoly(img, [pts], colour)
         glow = cv2.GaussianBlur(c.glow, (0, 0), max(1.0, c.w / 400))
         img += cv2.resize(glow, (c.w, c.h)) * 0.9
+    if s.rain:
+        _rain(img, s, rng)
     if s.noise > 0:
         noise = np.empty((c.h, c.w), np.float32)
         cv2.setRNGSeed(int(rng.integers(0, 2**31)))
@@ -259,6 +287,8 @@ def render(s: Scene, path: RoadPath | None = None, dash_phase: float | None = No
                 lamps.append((float(uv[0, 0]), float(uv[0, 1]), s.f * 5 / max(float(z[0]), 1.0)))
     _ground_shading(c, s, cam, things, dist)
     _haze(c, s, cam, dist)
+    if s.fog:
+        _fog_ground(c, s, dist)
     # painter's order, far to near; buildings (behind the kerb, large footprints) go first so that people, lamps
     # and signs on the pavement in front of them are never painted over by a facade that starts nearer
     things.sort(key=lambda th: (th.layer, -th.depth))
@@ -270,7 +300,8 @@ def render(s: Scene, path: RoadPath | None = None, dash_phase: float | None = No
             obj_id = len(boxes) + 1
             boxes[obj_id] = th
         for part in th.parts:
-            c.occlude(part.pts, part.colour, obj_id if part.in_box else CLUTTER, part.glow)
+            colour = _fogged(part.colour, th.depth, s) if s.fog else part.colour
+            c.occlude(part.pts, colour, obj_id if part.in_box else CLUTTER, part.glow)
     _hood(c, s)
     c.finish_masks()
     counts = np.bincount(np.maximum(c.ids.ravel(), 0), minlength=len(boxes) + 1)

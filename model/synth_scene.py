@@ -75,7 +75,7 @@ class Scene:
     height: int
     scene_type: str
     timeofday: str  # daytime | dawn/dusk | night
-    weather: str  # clear | overcast
+    weather: str  # clear | overcast | rainy | foggy (BDD100K attribute values)
     f: float
     cam_h: float
     pitch: float
@@ -107,6 +107,8 @@ class Scene:
     hood: float  # hood height as a share of the image (0 = no hood)
     texture_seed: int
     patches: list = field(default_factory=list)  # (d, o, length, width, darkness) asphalt repairs
+    fog: float = 0.0  # fog visibility scale in metres (0 = no fog)
+    rain: float = 0.0  # rain streak density (0 = dry)
 
     @property
     def camera_o(self) -> float:
@@ -242,10 +244,15 @@ def _props(rng: np.random.Generator, s: Scene, d_range: tuple[float, float]) -> 
 
 def _light(rng: np.random.Generator, s: Scene) -> None:
     s.timeofday = _choice(rng, ("daytime", "dawn/dusk", "night"), p=(0.58, 0.14, 0.28))
-    s.weather = _choice(rng, ("clear", "overcast"), p=(0.65, 0.35))
+    s.weather = _choice(rng, ("clear", "overcast", "rainy", "foggy"), p=(0.5, 0.25, 0.15, 0.1))
+    if s.weather == "rainy":
+        s.rain = rng.uniform(0.3, 1.0)
+        s.asphalt = tuple(int(c * 0.75) for c in s.asphalt)  # wet road
+    elif s.weather == "foggy":
+        s.fog = rng.uniform(40.0, 160.0)
     if s.timeofday == "daytime":
         top = (int(rng.integers(190, 240)), int(rng.integers(140, 190)), int(rng.integers(80, 130)))
-        if s.weather == "overcast":
+        if s.weather != "clear":
             g = int(rng.integers(175, 215))
             top = (g + 6, g, g - 6)
         s.sky, s.gain, s.tint = (top, (228, 222, 212)), rng.uniform(0.85, 1.12), (1.0, 1.0, 1.0)
@@ -256,6 +263,10 @@ def _light(rng: np.random.Generator, s: Scene) -> None:
     else:
         s.sky = ((22, 12, 8), (46, 36, 34))
         s.gain, s.tint, s.haze = rng.uniform(0.14, 0.26), (1.05, 1.0, 0.95), 0.1
+    if s.weather in ("rainy", "foggy"):
+        s.gain *= 0.85
+        if s.timeofday != "night":
+            s.sky = (tuple(int(c * 0.5 + 90) for c in s.sky[0]), tuple(int(c * 0.6 + 70) for c in s.sky[1]))
     s.noise = rng.uniform(1.0, 4.0) * (2.0 if s.timeofday == "night" else 1.0)
     s.blur = rng.uniform(0.4, 1.6) if rng.random() < 0.35 else 0.0
 
