@@ -169,8 +169,9 @@ def _ort_quantize(src: Path, out: Path, cache: CalibCache, target: str, method: 
             )
         except ValueError as error:  # ORT's histogram calibrators on degenerate (near-constant) activations
             raise RoadsightError(
-                f"quantize: {method} calibration failed in ONNX Runtime ({error}). Expected activations with a usable "
-                "range, got a degenerate one (an untrained model?). Try --method max."
+                f"quantize: {method} calibration failed in ONNX Runtime ({error}). Expected every activation to have a "
+                "usable range, got a (near-)constant one (untrained layers, or attention probabilities clipped to 0 "
+                "everywhere; `roadsight outliers` shows them). Try --method max."
             ) from None
     quantized = onnx.load(str(out))
     prune_qdq(quantized, set(nodes), residual_adds(graph) if target == "trt" else {})
