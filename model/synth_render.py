@@ -21,7 +21,7 @@ import numpy as np
 
 from model.synth_geometry import Camera, RoadPath
 from model.synth_scene import Scene
-from model.synth_things import Thing, prop_thing, vehicle_thing
+from model.synth_things import Thing, prop_thing, two_wheeler_things, vehicle_thing
 
 LANE_LABEL_PX = 8  # lane label line width at 1280x720
 MIN_VISIBLE = 0.03  # share of the in-frame silhouette that must be visible for a box to be kept
@@ -277,7 +277,7 @@ def render(s: Scene, path: RoadPath | None = None, dash_phase: float | None = No
     things: list[Thing] = []
     for v in s.vehicles:
         if 3.0 <= v.d <= 200:
-            things.append(vehicle_thing(v, path, cam, lit))
+            things += two_wheeler_things(v, path, cam, lit) if v.kind in ("motor", "bike") else [vehicle_thing(v, path, cam, lit)]
     lamps = []
     for pr in s.props:
         if 2.5 <= pr.d <= 230:

@@ -25,6 +25,8 @@ VEHICLE_KINDS = {
     "bus": ("bus", (10.0, 12.5), (2.45, 2.55), (2.9, 3.4), 0.07),
     "truck": ("truck", (7.0, 10.0), (2.4, 2.55), (3.2, 4.0), 0.11),
     "pickup": ("truck", (5.0, 5.6), (1.9, 2.0), (1.75, 1.95), 0.03),
+    "motor": ("motor", (1.9, 2.2), (0.7, 0.85), (1.1, 1.3), 0.03),  # with a rider (BDD100K: motor + rider)
+    "bike": ("bike", (1.6, 1.8), (0.45, 0.6), (0.95, 1.05), 0.015),  # with a rider
 }
 SCENE_TYPES = ("city street", "highway", "residential")
 

@@ -117,6 +117,33 @@ def vehicle_thing(v: Vehicle, path: RoadPath, cam: Camera, lit: bool) -> Thing:
     return thing
 
 
+def two_wheeler_things(v: Vehicle, path: RoadPath, cam: Camera, lit: bool) -> list[Thing]:
+    """A motorcycle or bicycle (box model) and its rider (camera-facing shape): two labelled objects."""
+    p, t, n = path.frame(v.d + v.length / 2)
+    L, W, H = v.length, v.width, v.height
+    frame = Box3D(p + v.o * n, t * v.facing, n * v.facing, L, W, 0.0, H)
+    bike = Thing(v.category, float(np.hypot(*frame.centre[[0, 2]])) + 0.01, height=H)
+    bike.ground.append(np.array([frame.corners()[i] for i in (0, 1, 3, 2)]))
+    wheel = 0.32 if v.kind == "bike" else 0.3
+    for sl in (1, -1):
+        _add_box(bike, cam, _local(frame, sl * (L / 2 - wheel), 0, 2 * wheel, 0.12, 0.0, 2 * wheel), DARK)
+    lamp = [(0.3, 0.7, 0.55, 0.85, TAIL if v.facing > 0 else HEAD, TAIL_GLOW if v.facing > 0 else HEAD_GLOW)]
+    body_w = 0.12 if v.kind == "bike" else 0.4
+    _add_box(bike, cam, _local(frame, 0, 0, L * 0.7, body_w, 0.35, 0.75 * H), v.colour, {0: lamp, 1: lamp}, lit and v.kind == "motor")
+    _add_box(bike, cam, _local(frame, 0.4 * L, 0, 0.08, W, 0.9 * H, H), DARK)  # handlebar (front)
+    rider = Thing("rider", bike.depth - 0.01, height=1.7)
+    seat = frame.centre.copy()
+    clothes = VEHICLE_COLOURS_RIDER[int(abs(v.o * 1000 + v.length * 100)) % len(VEHICLE_COLOURS_RIDER)]
+    parts = ((_rect(-0.24, -0.12, 0.35, 0.95), (40, 40, 45)), (_rect(0.12, 0.24, 0.35, 0.95), (40, 40, 45)),
+             (np.array([[-0.22, 0.9], [0.22, 0.9], [0.2, 1.45], [-0.2, 1.45]]), clothes), (_ngon(0, 1.58, 0.14, 12, squash=1.1), (30, 30, 30) if v.kind == "motor" else (150, 120, 100)))
+    for pts2d, colour in parts:
+        rider.parts.append(Part(_billboard(cam, seat, pts2d), colour))
+    return [bike, rider]
+
+
+VEHICLE_COLOURS_RIDER = ((40, 40, 150), (150, 80, 30), (30, 30, 30), (200, 200, 200), (40, 120, 40))
+
+
 def _billboard(cam: Camera, base: np.ndarray, pts2d: np.ndarray) -> np.ndarray:
     """Screen-facing shape: 2D points (x across, y up, metres) around a ground point -> float pixels."""
     p = np.repeat(base[None], len(pts2d), axis=0)

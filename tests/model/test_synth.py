@@ -15,7 +15,7 @@ from model.synth_render import LANE_LABEL_PX
 from model.synth_video import write_video
 
 W, H = 320, 180
-ALL = ["car", "bus", "truck", "train", "person", "traffic sign", "traffic light"]
+ALL = ["car", "bus", "truck", "train", "motor", "bike", "rider", "person", "traffic sign", "traffic light"]
 
 
 @pytest.fixture(scope="module")
