@@ -109,23 +109,19 @@ def generate(out: Path, n: int, seed: int = 0, val_fraction: float = 0.2, width:
     records: dict[int, SceneRecord] = {}
     workers = max(1, min(workers, n, os.cpu_count() or 1))
     t0 = time.perf_counter()
-    with _progress(console) as bar:
-        task = bar.add_task("scenes", total=n, rate="")
-        if workers == 1:
-            results = map(_job, jobs)
-            pool = None
-        else:
-            pool = mp.get_context("fork").Pool(workers, initializer=_init_worker)
-            results = pool.imap_unordered(_job, jobs, chunksize=4)
-        try:
+    # workers are forked before the progress bar starts its refresh thread
+    pool = mp.get_context("fork").Pool(workers, initializer=_init_worker) if workers > 1 else None
+    results = pool.imap_unordered(_job, jobs, chunksize=4) if pool else map(_job, jobs)
+    try:
+        with _progress(console) as bar:
+            task = bar.add_task("scenes", total=n, rate="")
             for index, record in results:
                 records[index] = record
-                done = len(records)
-                bar.update(task, advance=1, rate=f"{done / max(time.perf_counter() - t0, 1e-6):.1f} scenes/s")
-        finally:
-            if pool is not None:
-                pool.close()
-                pool.join()
+                bar.update(task, advance=1, rate=f"{len(records) / max(time.perf_counter() - t0, 1e-6):.1f} scenes/s")
+    finally:
+        if pool is not None:
+            pool.terminate() if len(records) < n else pool.close()
+            pool.join()
     return [records[i] for i in range(n)]
 
 
