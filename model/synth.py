@@ -120,7 +120,10 @@ def generate(out: Path, n: int, seed: int = 0, val_fraction: float = 0.2, width:
                 bar.update(task, advance=1, rate=f"{len(records) / max(time.perf_counter() - t0, 1e-6):.1f} scenes/s")
     finally:
         if pool is not None:
-            pool.terminate() if len(records) < n else pool.close()
+            if len(records) < n:  # an error or Ctrl-C: stop the workers
+                pool.terminate()
+            else:
+                pool.close()
             pool.join()
     return [records[i] for i in range(n)]
 
