@@ -220,20 +220,32 @@ def _outputs(model: onnx.ModelProto) -> set[str]:
 
 
 def _modelopt_quantize(src: Path, out: Path, cache: CalibCache, method: str) -> None:
+    """ModelOpt INT8 in a spawned process: ModelOpt patches ONNX Runtime's calibrators globally on use,
+    which would change later ORT quantizations (e.g. the cpu target) in this process."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "calib.npy"
+        model = onnx.load(str(src), load_external_data=False)
+        np.save(data, cache.array())
+        exclude = sorted(float_nodes(Graph(model)))
+        with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+            pool.submit(_modelopt_worker, str(src), str(out), _input(model)[0], str(data), method, exclude).result()
+
+
+def _modelopt_worker(src: str, out: str, input_name: str, data: str, method: str, exclude: list[str]) -> None:
     from modelopt.onnx.quantization import quantize as mo_quantize
 
-    model = onnx.load(str(src))
-    name, _ = _input(model)
-    exclude = sorted(float_nodes(Graph(model)))
     mo_quantize(
-        str(src),
+        src,
         quantize_mode="int8",
-        calibration_data={name: cache.array()},
+        calibration_data={input_name: np.load(data)},
         calibration_method=method,
         calibration_eps=["cpu"],
         nodes_to_exclude=[f"^{re.escape(n)}$" for n in exclude],
         high_precision_dtype="fp32",
-        output_path=str(out),
+        output_path=out,
         log_level="WARNING",
     )
 
