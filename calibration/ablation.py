@@ -39,6 +39,7 @@ class AblationOptions:
     outlier_sources: list[str] = field(default_factory=list)
     limit: int | None = None
     seed: int = 0
+    float_attention: bool = False  # keep the attention MatMuls float in every INT8 model
 
 
 def run_ablation(opts: AblationOptions, dataset=None, progress: bool = False) -> dict:
@@ -65,7 +66,7 @@ def run_ablation(opts: AblationOptions, dataset=None, progress: bool = False) ->
         row: dict = {"files": {"fp32": str(fp32)}, "fp32": _headline(score(fp32, dataset, opts.limit, progress))}
         for target in opts.targets:
             q = quantize(fp32, caches[key], target=target, method=opts.method, backend=opts.backend,
-                         out=folder / f"model.int8-{target}.onnx")
+                         out=folder / f"model.int8-{target}.onnx", float_attention=opts.float_attention)
             metrics = score(q.path, dataset, opts.limit, progress)
             gate = compare({k: row["fp32"].get(k) for k in TASKS}, metrics, 0.0)
             row[f"int8-{target}"] = {**_headline(metrics), "drop": {k: d for k, (_, _, d) in gate.rows.items()}, "backend": q.backend}

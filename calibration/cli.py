@@ -70,6 +70,7 @@ def quantize(
     max_drop: float = typer.Option(1.0, "--max-drop", help="Gate: fail if mAP50, drivable mIoU or lane IoU drops more than this many points."),
     limit: int = typer.Option(None, "--limit", min=1, help="Gate: evaluate only the first N validation images."),
     reduce_range: bool = typer.Option(False, "--reduce-range", help="cpu: 7-bit weights for x86 CPUs without VNNI."),
+    float_attention: bool = typer.Option(False, "--float-attention", help="Keep the attention MatMuls (QK^T, PV) in float."),
     json_out: bool = typer.Option(False, "--json", help="Print the result (and gate) as JSON."),
 ) -> None:
     """Quantize an FP32 ONNX to INT8 with a calibration cache, optionally gated on accuracy.
@@ -99,7 +100,8 @@ def quantize(
     console = Console()
     used = pick_backend(target, method, backend)
     with console.status(f"quantizing {model.name} for {target} with {used} ({method} calibration)..."):
-        result = run(model, calib, target=target, method=method, out=out, backend=backend, reduce_range=reduce_range)
+        result = run(model, calib, target=target, method=method, out=out, backend=backend, reduce_range=reduce_range,
+                     float_attention=float_attention)
     counts = ", ".join(f"{v} {k}" for k, v in result.summary.items())
     console.print(f"wrote [bold]{result.path}[/] ({target}, {result.backend}, {method}, {result.frames} frames, {result.seconds:.1f} s): {counts}")
     report = {"quantize": result.to_json()}

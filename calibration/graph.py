@@ -93,14 +93,22 @@ def head_nodes(graph: Graph) -> list[onnx.NodeProto]:
     ]
 
 
-def float_nodes(graph: Graph) -> set[str]:
-    """Every node that must stay float: the heads, everything after them, and narrow convs."""
+def attention_matmuls(graph: Graph) -> list[onnx.NodeProto]:
+    """MatMuls of two computed tensors: the attention's Q.K^T and P.V (no weights)."""
+    return [n for n in graph.nodes if n.op_type == "MatMul" and all(graph.is_dynamic(i) for i in n.input)]
+
+
+def float_nodes(graph: Graph, float_attention: bool = False) -> set[str]:
+    """Every node that must stay float: the heads, everything after them, and narrow convs
+    (plus the attention MatMuls with `float_attention`)."""
     keep = graph.descendants(head_nodes(graph))
     for n in graph.nodes:
         if n.op_type == "Conv":
             weight = graph.const(n.input[1])
             if weight is not None and weight.shape[0] < MIN_CHANNELS:
                 keep.add(n.name)
+    if float_attention:
+        keep.update(n.name for n in attention_matmuls(graph))
     return keep
 
 
@@ -146,9 +154,9 @@ def residual_adds(graph: Graph) -> dict[str, str]:
     return out
 
 
-def quantizable_nodes(graph: Graph, op_types: tuple[str, ...] = ("Conv", "MatMul", "Add")) -> list[str]:
-    """Names of nodes to quantize: weighted ops and residual Adds outside the float set."""
-    keep, residual = float_nodes(graph), residual_adds(graph)
+def quantizable_nodes(graph: Graph, float_attention: bool = False, op_types: tuple[str, ...] = ("Conv", "MatMul", "Add")) -> list[str]:
+    """Names of nodes to quantize: convs, attention MatMuls and residual Adds outside the float set."""
+    keep, residual = float_nodes(graph, float_attention), residual_adds(graph)
     names = []
     for n in graph.nodes:
         if n.name in keep or n.op_type not in op_types:

@@ -172,3 +172,18 @@ def test_chunked_calibration_gives_the_same_ranges(quantized, tmp_path, monkeypa
     a, b = scales(chunked), scales(whole)
     assert a.keys() == b.keys() and len(a) > 20
     np.testing.assert_allclose([a[k] for k in a], [b[k] for k in a], rtol=1e-6)
+
+
+@pytest.mark.parametrize("target", ["trt", "cpu"])
+def test_float_attention_keeps_attention_matmuls_float(quantized, tmp_path, target):
+    onnx_path, cache, results = quantized
+    assert results[target].summary["int8 MatMul"] == 2
+    result = quantize(onnx_path, cache, target=target, backend="ort", out=tmp_path / "fa.onnx", float_attention=True)
+    model = onnx.load(str(result.path))
+    graph = Graph(model)
+    matmuls = [n for n in graph.nodes if n.op_type == "MatMul"]
+    assert len(matmuls) == 2 and "int8 MatMul" not in result.summary
+    assert all(graph.producer[i].op_type != "DequantizeLinear" for n in matmuls for i in n.input if i in graph.producer)
+    assert result.summary["int8 Conv"] == results[target].summary["int8 Conv"]
+    if target == "trt":
+        assert check_trt_graph(model) == []
