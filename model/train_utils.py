@@ -99,7 +99,7 @@ def lr_at(step: int, total: int, warmup: int, base: float, final_fraction: float
 
 
 class EpochLog:
-    """results.csv (one row per epoch, columns fixed by the first row) and results.json (all rows)."""
+    """results.csv (one row per epoch, columns: every key seen so far) and results.json (all rows)."""
 
     def __init__(self, out: Path, resume: bool):
         self.csv, self.json = out / "results.csv", out / "results.json"
@@ -107,8 +107,7 @@ class EpochLog:
 
     def add(self, row: dict) -> None:
         self.rows.append(row)
-        columns = list(self.rows[0])
-        columns += [k for k in row if k not in columns]
+        columns = list(dict.fromkeys(key for r in self.rows for key in r))
         with self.csv.open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=columns, restval="")
             writer.writeheader()
