@@ -84,14 +84,16 @@ def test_train_logs_checkpoints_and_resume(tmp_path, fake_dataset):
         calls.append(ema_model.training)
         return {"map50": 0.5, "fitness": 0.5}
 
-    train(TrainOptions(epochs=3, resume=True, **opts), validate=validate)
+    train(TrainOptions(epochs=5, resume=True, val_every=3, **opts), validate=validate)
     rows = json.loads((out / "results.json").read_text())
-    assert [r["epoch"] for r in rows] == [1, 2, 3] and rows[-1]["val_map50"] == 0.5
-    assert calls == [False]  # validated once (epoch 3), on the EMA model in eval mode
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5] and rows[2]["val_map50"] == 0.5 and "val_map50" not in rows[3]
+    assert calls == [False, False]  # epochs 3 (val_every) and 5 (last), on the EMA model in eval mode
+    lines = (out / "results.csv").read_text().splitlines()
+    assert "val_map50" in lines[0].split(",") and len(lines) == 6  # header + 5 epochs, mixed columns
     last = read_checkpoint(out / "last.pt")
-    assert last["epoch"] == 2 and last["ema_updates"] == 6
+    assert last["epoch"] == 4 and last["ema_updates"] == 10
     with pytest.raises(RoadsightError, match="already finished"):
-        train(TrainOptions(epochs=3, resume=True, **opts))
+        train(TrainOptions(epochs=5, resume=True, **opts))
 
 
 def test_default_validator_scores_ema_model_on_val_split(tmp_path):
