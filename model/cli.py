@@ -81,7 +81,7 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt (model, optimizer, EMA, epoch)."),
     seed: int = typer.Option(0, "--seed", help="Random seed (model init, shuffling, augmentation)."),
     val_every: int = typer.Option(1, "--val-every", min=1, help="Validate every N epochs (and after the last)."),
-    alpha: float = typer.Option(4.0, "--alpha", min=0.0, help="Clipped softmax: gamma = -alpha / tokens."),
+    alpha: float = typer.Option(0.5, "--alpha", min=0.0, help="Clipped softmax: gamma = -alpha / tokens; keep it below 1 so fresh, near-uniform attention is not clipped to zero."),
     gate_init: float = typer.Option(0.5, "--gate-init", help="Gated attention: initial gate probability pi_init."),
 ) -> None:
     """Train the multi-task network (vehicles, drivable area, lane lines).

@@ -54,6 +54,6 @@ def info_table(sizes: list[str], attentions: list[str], imgsz: tuple[int, int]) 
     default = ModelConfig(imgsz=imgsz)
     table.caption = (
         f"GFLOPs = 2 x MACs (thop: convolutions) + attention matmuls; Detect and both seg heads included.\n"
-        f"Attention tokens at stride 32: {default.tokens}; clipped gamma = -alpha/tokens = {default.gamma:.4f} (alpha 4)."
+        f"Attention tokens at stride 32: {default.tokens}; clipped gamma = -alpha/tokens = {default.gamma:.4f} (alpha {default.alpha:g})."
     )
     return table

@@ -39,7 +39,7 @@ class TrainOptions:
     resume: bool = False
     seed: int = 0
     val_every: int = 1
-    alpha: float = 4.0
+    alpha: float = 0.5
     gate_init: float = 0.5
     grad_clip: float = 10.0
     augment: bool = True

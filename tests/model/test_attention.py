@@ -106,3 +106,24 @@ def test_block_shapes_and_softmax_selection(gamma):
     assert type(attn.softmax).__name__ == ("Softmax" if gamma == 0 else "ClippedSoftmax")
     assert attn.num_heads == 2 and attn.gate is None
     assert block(torch.randn(1, 256, 2, 3)).shape == (1, 256, 2, 3)
+
+
+
+def _zero_share_at_init(cfg: ModelConfig) -> float:
+    """Share of attention probabilities that a fresh network's clipped softmax sets to exactly 0."""
+    from model.network import RoadNet
+
+    torch.manual_seed(0)
+    net = RoadNet(cfg).eval()
+    probs = []
+    attn = next(m for m in net.modules() if isinstance(m, GatedAttention))
+    attn.softmax.register_forward_hook(lambda _m, _i, out: probs.append(out))
+    with torch.no_grad():
+        net(torch.rand(2, 3, *cfg.imgsz))
+    return (probs[0] == 0).float().mean().item()
+
+
+def test_default_alpha_leaves_fresh_attention_trainable():
+    """A fresh network attends almost uniformly (1/T): alpha 4 clips nearly all of it (no gradient), 0.5 does not."""
+    assert _zero_share_at_init(ModelConfig(attention="clipped", imgsz=(192, 320))) < 0.5
+    assert _zero_share_at_init(ModelConfig(attention="clipped", imgsz=(192, 320), alpha=4.0)) > 0.9
