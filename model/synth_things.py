@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from model.synth_geometry import Box3D, Camera, RoadPath, face_rects
-from model.synth_scene import Prop, Scene, Vehicle
+from model.synth_scene import Prop, Vehicle
 
 GLASS = (62, 52, 46)
 DARK = (24, 24, 26)

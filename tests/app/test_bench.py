@@ -12,7 +12,7 @@ from tiny_model import make_tiny_onnx
 from typer.testing import CliRunner
 
 from app import bench, benchplot
-from app.benchreport import load_report, print_compare
+from app.benchreport import load_report
 from engines.errors import RoadsightError
 
 

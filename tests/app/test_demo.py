@@ -6,11 +6,10 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
+import torch_free
 from conftest import CLIP_SIZE, count_frames, write_clip
 from rich.console import Console
 
@@ -24,32 +23,9 @@ NEEDS_SHIPPED = pytest.mark.skipif(
     reason="app/models/ has no trained roadsight-n.onnx + roadsight-n.int8-cpu.onnx yet (the lead adds them)",
 )
 
-# The CLI as a user runs it, with torch, torchvision and ultralytics unimportable; prints the torch modules loaded.
-BLOCK_TORCH = textwrap.dedent(
-    """
-    import sys
-
-    class Block:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("torch", "ultralytics", "torchvision"):
-                raise ImportError(f"{name} is blocked in this test")
-            return None
-
-    sys.meta_path.insert(0, Block())
-    import app.cli
-    sys.argv = ["roadsight", *sys.argv[1:]]
-    try:
-        app.cli.main()
-    finally:
-        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "ultralytics", "torchvision"))
-        print("TORCH MODULES:", loaded)
-    """
-)
-
-
 def roadsight_demo(*args: str, cwd: Path, env: dict | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-c", BLOCK_TORCH, "demo", *args],
+        torch_free.cli("demo", *args),
         capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env or ENV,
     )
 
@@ -63,7 +39,7 @@ def test_demo_end_to_end_without_torch(tmp_path, tiny_onnx):
     out = tmp_path / "out"
     result = roadsight_demo("--model", str(tiny_onnx), "--source", str(clip), "--out", str(out), "--runs", "5", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "TORCH MODULES: []" in result.stdout
+    assert torch_free.NONE_LOADED in result.stdout
     files = {name: out / name for name in ("demo.mp4", "demo.jsonl", "demo.json", "bench.json")}
     assert all(path.is_file() for path in files.values()), sorted(p.name for p in out.iterdir())
 
@@ -154,16 +130,13 @@ def test_synthetic_clip_is_rendered_once_and_reused(tmp_path, tiny_onnx, monkeyp
 
 def test_synthetic_clip_renders_without_torch(tmp_path):
     pytest.importorskip("model.synth_video", reason="model/synth_video.py (the clip writer) is not in this checkout")
-    code = BLOCK_TORCH.split("import app.cli")[0] + textwrap.dedent(
-        """
+    code = """
         from pathlib import Path
         from app import demo
         path, rendered = demo.demo_clip(Path(sys.argv[1]), frames=3, size=(320, 192))
-        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "ultralytics", "torchvision"))
-        print(path, rendered, loaded)
+        print(path, rendered, training_stack_loaded())
         """
-    )
-    result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(torch_free.script(code, str(tmp_path)), capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     clip = tmp_path / "synthetic-drive-320x192-3f-seed0.mp4"
     assert result.stdout.split() == [str(clip), "True", "[]"] and count_frames(clip) == 3
@@ -207,7 +180,7 @@ def test_demo_with_the_shipped_model(tmp_path):
     out = tmp_path / "out"
     result = roadsight_demo("--source", str(clip), "--out", str(out), "--runs", "5", cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert "TORCH MODULES: []" in result.stdout and "roadsight demo: roadsight-n.int8-cpu.onnx" in result.stdout
+    assert torch_free.NONE_LOADED in result.stdout and "roadsight demo: roadsight-n.int8-cpu.onnx" in result.stdout
     assert len(read_jsonl(out / "demo.jsonl")) == 12 == count_frames(out / "demo.mp4")
     bench = json.loads((out / "bench.json").read_text())
     assert [(m["name"], m["precision"]) for m in bench["models"]] == [("roadsight-n.onnx", "fp32"), ("roadsight-n.int8-cpu.onnx", "int8-cpu")]

@@ -6,12 +6,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
+import torch_free
 from conftest import count_frames, write_clip
 
 from app.run import RunOptions, run
@@ -20,12 +20,9 @@ from engines.errors import RoadsightError
 ENV = {**os.environ, "COLUMNS": "120"}
 
 
-# Every CLI run here has torch and ultralytics blocked: `roadsight run` must never import them.
-NO_TORCH = "import sys; sys.modules['torch'] = None; sys.modules['ultralytics'] = None\nfrom app.cli import main; main()"
-
-
 def roadsight(*args: str) -> list[str]:
-    return [sys.executable, "-c", NO_TORCH, "run", *args]
+    """`roadsight run ARGS` with torch, torchvision and ultralytics unimportable: `run` must never need them."""
+    return torch_free.cli("run", *args)
 
 
 def wait_for_lines(path: Path, count: int, process: subprocess.Popen, timeout_s: float = 20.0) -> None:

@@ -3,11 +3,11 @@
 import json
 import subprocess
 import sys
-import textwrap
 
 import cv2
 import numpy as np
 import pytest
+import torch_free
 from tiny_model import make_tiny_onnx
 
 
@@ -59,39 +59,15 @@ def test_predict_on_missing_source_is_one_line(model, tmp_path):
     assert run.returncode == 1 and "no images found" in run.stderr and "Traceback" not in run.stderr
 
 
-BLOCK_TORCH = textwrap.dedent(
-    """
-    import sys
-
-    class Block:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("torch", "ultralytics", "torchvision"):
-                raise ImportError(f"{name} is blocked in this test")
-            return None
-
-    sys.meta_path.insert(0, Block())
-    import app.cli, engines, engines.onnxrt, engines.draw, engines.predict  # noqa: E401
-    sys.argv = ["roadsight", "predict", "--model", sys.argv[1], "--source", sys.argv[2], "--save-dir", sys.argv[3]]
-    try:
-        app.cli.main()
-    except SystemExit as exit:
-        assert not exit.code, exit.code
-    loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "ultralytics", "torchvision"))
-    assert not loaded, loaded
-    print("TORCH-FREE OK")
-    """
-)
-
-
 def test_predict_with_onnx_never_imports_torch(images, model, tmp_path):
     run = subprocess.run(
-        [sys.executable, "-c", BLOCK_TORCH, str(model), str(images), str(tmp_path / "out")],
+        torch_free.cli("predict", "--model", str(model), "--source", str(images), "--save-dir", str(tmp_path / "out")),
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert run.returncode == 0, run.stderr
-    assert "TORCH-FREE OK" in run.stdout and len(list((tmp_path / "out").glob("*.json"))) == 3
+    assert torch_free.NONE_LOADED in run.stdout and len(list((tmp_path / "out").glob("*.json"))) == 3
 
 
 def test_image_paths_from_file_folder_and_glob(images):

@@ -213,16 +213,9 @@ def test_val_command_end_to_end_on_tiny_onnx(tmp_path):
 def test_metrics_and_evaluate_import_without_torch():
     """`roadsight val` on an .onnx must work in a runtime-only install: no torch/ultralytics imports."""
     import subprocess
-    import sys
 
-    code = (
-        "import sys\n"
-        "class Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] in ('torch', 'ultralytics'):\n"
-        "            raise ImportError(name)\n"
-        "sys.meta_path.insert(0, Block())\n"
-        "import model.evaluate, model.metrics\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    import torch_free
+
+    code = "import model.evaluate, model.metrics\nassert not training_stack_loaded(), training_stack_loaded()"
+    result = subprocess.run(torch_free.script(code), capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
