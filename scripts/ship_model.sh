@@ -1,19 +1,17 @@
 #!/usr/bin/env bash
 # Reproduce the shipped roadsight-n (app/models/): data, training, export, INT8, evaluation.
-#   bash scripts/ship_model.sh            # everything, from scratch
+#   bash scripts/ship_model.sh            # everything (continues an interrupted training)
 #   SKIP_TRAIN=1 bash scripts/ship_model.sh  # reuse runs/ship-n/best.pt
 # Needs the train profile: bash scripts/install.sh train
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . .venv/bin/activate
-EPOCHS="${EPOCHS:-14}"
+. scripts/recipe.sh
 run=runs/ship-n
 models=app/models
 if [ -z "${SKIP_TRAIN:-}" ]; then
-  roadsight data synth --out data/synth --n 1600 --seed 0 --val-fraction 0.1
-  roadsight data synth --out data/heldout --n 200 --seed 1 --val-fraction 1
-  roadsight train --data data/synth --size n --attention gated --epochs "$EPOCHS" --imgsz 320x192 \
-    --batch 16 --workers 2 --val-every 7 --out "$run" --seed 0
+  make_data
+  train_variant gated "$run"
 fi
 roadsight export --weights "$run/best.pt" --out "$models/roadsight-n.onnx" --data data/heldout
 roadsight calibrate --model "$models/roadsight-n.onnx" --source data/synth/images/train --n 512 --out "$run/calib.npz"
