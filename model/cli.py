@@ -79,6 +79,10 @@ def train(
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N (AMP is used on CUDA)."),
     out: Path = typer.Option(Path("runs/train/exp"), "--out", help="Run folder: last.pt, best.pt, results.csv/json."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt (model, optimizer, EMA, epoch)."),
+    weights: Path | None = typer.Option(
+        None, "--weights", help="Start a new run from this checkpoint's weights (fine-tune, e.g. at a larger --imgsz); "
+        "size and attention come from it."
+    ),
     seed: int = typer.Option(0, "--seed", help="Random seed (model init, shuffling, augmentation)."),
     val_every: int = typer.Option(1, "--val-every", min=1, help="Validate every N epochs (and after the last)."),
     alpha: float = typer.Option(0.5, "--alpha", min=0.0, help="Clipped softmax: gamma = -alpha / tokens; keep it below 1 so fresh, near-uniform attention is not clipped to zero."),
@@ -96,6 +100,8 @@ def train(
       roadsight train --data data/bdd --size s --device cuda --out runs/train/s_gated --epochs 100
 
       roadsight train --data data/bdd --out runs/train/s_gated --epochs 100 --device cuda --resume
+
+      roadsight train --data data/synth --weights runs/small/best.pt --imgsz 640x384 --epochs 10 --out runs/large
     """
     from engines.meta import parse_imgsz
     from model.train import train as run_training
@@ -114,6 +120,7 @@ def train(
         workers=workers,
         device=device,
         resume=resume,
+        weights=weights,
         seed=seed,
         val_every=val_every,
         alpha=alpha,

@@ -23,7 +23,16 @@ from engines.errors import RoadsightError
 from model.config import ModelConfig
 from model.loss import ITEMS, RoadLoss
 from model.network import RoadNet, read_checkpoint, save_checkpoint
-from model.train_utils import EpochLog, TrainOptions, Validator, build_optimizer, default_validator, lr_at, select_device
+from model.train_utils import (
+    EpochLog,
+    TrainOptions,
+    Validator,
+    build_optimizer,
+    default_validator,
+    fine_tune_config,
+    lr_at,
+    select_device,
+)
 
 SHORT = {"box": "box", "cls": "cls", "dfl": "dfl", "drivable": "da", "lane": "ll", "total": "total"}
 
@@ -73,10 +82,13 @@ def train(opts: TrainOptions, validate: Validator | None = None, console: Consol
         console.print("[yellow]no validation (no DATA/images/val or model.evaluate missing): best.pt = lowest train loss")
 
     # ---- model, loss, optimizer, EMA (or everything from last.pt with --resume)
-    cfg = (
-        ModelConfig.from_dict(resume["config"])
-        if resume
-        else ModelConfig(
+    start = read_checkpoint(opts.weights) if opts.weights else None
+    if resume:
+        cfg = ModelConfig.from_dict(resume["config"])
+    elif start:
+        cfg = fine_tune_config(start["config"], opts, tuple(train_set.names))
+    else:
+        cfg = ModelConfig(
             size=opts.size,
             attention=opts.attention,
             names=tuple(train_set.names),
@@ -84,8 +96,11 @@ def train(opts: TrainOptions, validate: Validator | None = None, console: Consol
             alpha=opts.alpha,
             gate_init=opts.gate_init,
         )
-    )
-    model = RoadNet(cfg).to(device)
+    model = RoadNet(cfg)
+    if start:
+        model.load_state_dict(start["model"])
+        console.print(f"starting from {opts.weights} ({cfg.size}, {cfg.attention}) at {cfg.imgsz[1]}x{cfg.imgsz[0]}")
+    model = model.to(device)
     criterion = RoadLoss(model)
     optimizer = build_optimizer(model, opts)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)

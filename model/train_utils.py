@@ -13,6 +13,7 @@ from model.ultra import torch
 from torch import nn
 
 from engines.errors import RoadsightError
+from model.config import ModelConfig
 
 # A validation hook: EMA model (eval mode) -> metrics; must contain "fitness" (higher is better).
 Validator = Callable[[nn.Module], dict[str, float]]
@@ -37,6 +38,7 @@ class TrainOptions:
     workers: int = 4
     device: str = "cpu"
     resume: bool = False
+    weights: Path | None = None  # start from this checkpoint's (EMA) weights; size/attention come from it
     seed: int = 0
     val_every: int = 1
     alpha: float = 0.5
@@ -47,6 +49,12 @@ class TrainOptions:
 
     def __post_init__(self) -> None:
         self.data, self.out = Path(self.data), Path(self.out)
+        self.weights = Path(self.weights) if self.weights else None
+        if self.weights and self.resume:
+            raise RoadsightError(
+                "train: --weights and --resume together. --resume continues OUT/last.pt as it was; --weights starts a "
+                "new run from a checkpoint's weights. Pass only one."
+            )
         if self.optimizer not in ("adamw", "sgd"):
             raise RoadsightError(f"optimizer: unknown {self.optimizer!r}. Expected adamw or sgd, got {self.optimizer!r}.")
         if self.lr is None:
@@ -60,7 +68,19 @@ class TrainOptions:
     def to_dict(self) -> dict:
         out = asdict(self)
         out["data"], out["out"], out["imgsz"] = str(self.data), str(self.out), list(self.imgsz)
+        out["weights"] = str(self.weights) if self.weights else None
         return out
+
+
+def fine_tune_config(stored: dict, opts: TrainOptions, names: tuple[str, ...]) -> ModelConfig:
+    """The architecture of a checkpoint (size, attention, alpha...) at the new --imgsz; its classes must match the data."""
+    cfg = ModelConfig.from_dict(stored)
+    if cfg.names != names:
+        raise RoadsightError(
+            f"--weights: the checkpoint detects {list(cfg.names)} but {opts.data} has {list(names)}. "
+            "Expected the same classes. Train from scratch (no --weights) for other classes."
+        )
+    return ModelConfig.from_dict({**{k: v for k, v in stored.items() if k != "gamma"}, "imgsz": list(opts.imgsz)})
 
 
 def select_device(name: str) -> torch.device:

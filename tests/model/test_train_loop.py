@@ -11,7 +11,7 @@ from engines.errors import RoadsightError
 from model.ultra import torch
 from model.network import load_checkpoint, read_checkpoint
 from model.train import train
-from model.train_utils import TrainOptions, lr_at
+from model.train_utils import TrainOptions, fine_tune_config, lr_at
 from tests.model.test_loss import H, W, synthetic_batch
 
 
@@ -94,6 +94,31 @@ def test_train_logs_checkpoints_and_resume(tmp_path, fake_dataset):
     assert last["epoch"] == 4 and last["ema_updates"] == 10
     with pytest.raises(RoadsightError, match="already finished"):
         train(TrainOptions(epochs=5, resume=True, **opts))
+
+
+def test_weights_start_a_new_run_from_a_checkpoint(tmp_path, fake_dataset):
+    opts = dict(data=tmp_path / "data", imgsz=(H, W), batch=2, workers=0, warmup_epochs=1, epochs=1)
+    first = train(TrainOptions(out=tmp_path / "a", attention="clipped", **opts), validate=None)
+    # lr 0: the weights stay where --weights put them; a fresh run (another seed) would start elsewhere
+    tuned = train(TrainOptions(out=tmp_path / "b", weights=first, lr=0.0, seed=1, **opts), validate=None)
+    start, after = read_checkpoint(first), read_checkpoint(tuned)
+    assert after["config"]["attention"] == "clipped"  # the architecture comes from the checkpoint, not --attention
+    conv = [k for k, v in start["model"].items() if k.endswith("conv.weight")]
+    assert all(torch.equal(start["model"][k].float(), after["model"][k].float()) for k in conv)
+    fresh = read_checkpoint(train(TrainOptions(out=tmp_path / "c", lr=0.0, seed=1, **opts), validate=None))
+    assert not torch.equal(fresh["model"][conv[0]].float(), start["model"][conv[0]].float())
+    with pytest.raises(RoadsightError, match="--weights and --resume"):
+        TrainOptions(out=tmp_path / "b", weights=first, resume=True, **opts)
+
+
+def test_fine_tune_config_moves_to_the_new_size_and_checks_classes(tmp_path):
+    from model.config import ModelConfig
+
+    stored = ModelConfig(attention="clipped", imgsz=(192, 320), names=("vehicle",)).to_dict()
+    cfg = fine_tune_config(stored, TrainOptions(data=tmp_path, imgsz=(384, 640)), ("vehicle",))
+    assert cfg.imgsz == (384, 640) and cfg.gamma == pytest.approx(-0.5 / 240) and cfg.attention == "clipped"
+    with pytest.raises(RoadsightError, match="checkpoint detects"):
+        fine_tune_config(stored, TrainOptions(data=tmp_path), ("car", "bus"))
 
 
 def test_default_validator_scores_ema_model_on_val_split(tmp_path):
