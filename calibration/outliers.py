@@ -97,12 +97,15 @@ def collect(model, batches, points: dict[str, tuple[str, str]] | None = None) ->
 
 
 def summary(stats: dict[str, dict]) -> dict:
-    """The paper's headline numbers over the attention tensors (input/output, heads, FFN)."""
+    """The paper's headline numbers over the attention tensors (input/output, heads, FFN), and the largest
+    max|x| anywhere in the measured network with its place, so the attention's share of the outliers shows."""
     attn = [v for k, v in stats.items() if k in ATTENTION_POINTS or k.startswith("head ")]
     if not attn:
         return {}
+    peak = max(stats, key=lambda k: stats[k]["inf_norm"])
     return {"max_inf_norm": max(v["inf_norm"] for v in attn), "avg_kurtosis": float(np.mean([v["kurtosis"] for v in attn])),
-            "max_kurtosis": max(v["kurtosis"] for v in attn)}
+            "max_kurtosis": max(v["kurtosis"] for v in attn), "network_max_inf_norm": stats[peak]["inf_norm"],
+            "network_max_at": peak}
 
 
 def outliers(weights: str | Path, data: list[str], n: int = 64, seed: int = 0, batch: int = 8, on_frame=None) -> dict:

@@ -54,7 +54,10 @@ def test_collect_averages_over_samples_and_splits_heads():
         assert stats[label]["inf_norm"] == pytest.approx(inf.mean(), rel=1e-5)
         assert stats[label]["inf_norm_max"] == pytest.approx(inf.max(), rel=1e-5)
         assert stats[label]["kurtosis"] == pytest.approx(kurt.mean(), rel=1e-5)
-    assert summary(stats)["max_inf_norm"] == max(stats["head 0"]["inf_norm"], stats["head 1"]["inf_norm"])
+    headline = summary(stats)
+    assert headline["max_inf_norm"] == max(stats["head 0"]["inf_norm"], stats["head 1"]["inf_norm"])
+    peak = max(stats, key=lambda k: stats[k]["inf_norm"])
+    assert headline["network_max_at"] == peak and headline["network_max_inf_norm"] == stats[peak]["inf_norm"]
 
 
 def test_outliers_on_a_roadnet_checkpoint(tiny_roadnet, image_dir, tmp_path):
@@ -65,6 +68,6 @@ def test_outliers_on_a_roadnet_checkpoint(tiny_roadnet, image_dir, tmp_path):
     for label in ("attention input", "attention output", "head 0", "head 1", "ffn output", "backbone stage3", "neck top3"):
         assert stats[label]["samples"] == 5, label
     assert "head 2" not in stats  # n size: 2 heads of 64
-    assert set(result["summary"]) == {"max_inf_norm", "avg_kurtosis", "max_kurtosis"}
+    assert set(result["summary"]) == {"max_inf_norm", "avg_kurtosis", "max_kurtosis", "network_max_inf_norm", "network_max_at"}
     png = plot({"a": result, "b": result}, tmp_path / "o.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
