@@ -253,6 +253,18 @@ def _modelopt_worker(src: str, out: str, input_name: str, data: str, method: str
     )
 
 
+def _fp32_weights(src: Path, tmp: Path) -> Path:
+    """src, or a copy in tmp with plain float32 weights when src stores them as FP16 (`export --fp16-weights`)."""
+    from model.onnx_weights import has_fp16_storage, load_fp32
+
+    model = onnx.load(str(src))
+    if not has_fp16_storage(model):
+        return src
+    plain = tmp / src.name
+    onnx.save(load_fp32(model), str(plain))
+    return plain
+
+
 def quantize(
     model: str | Path,
     calib: str | Path | CalibCache,
@@ -282,10 +294,12 @@ def quantize(
     cache.check_fits(meta, calib if not isinstance(calib, CalibCache) else "cache")
     dst = Path(out) if out else default_out(src, target)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    if used == "modelopt":
-        _modelopt_quantize(src, dst, cache, method, float_attention)
-    else:
-        _ort_quantize(src, dst, cache, target, method, reduce_range and target == "cpu", float_attention)
+    with tempfile.TemporaryDirectory() as tmp:
+        plain = _fp32_weights(src, Path(tmp))
+        if used == "modelopt":
+            _modelopt_quantize(plain, dst, cache, method, float_attention)
+        else:
+            _ort_quantize(plain, dst, cache, target, method, reduce_range and target == "cpu", float_attention)
     result = onnx.load(str(dst))
     if target == "trt":
         errors = check_trt_graph(result)

@@ -136,6 +136,9 @@ def export(
     batch: int = typer.Option(1, "--batch", min=1, help="Fixed batch size of the ONNX input."),
     dynamic: bool = typer.Option(False, "--dynamic", help="Dynamic batch axis instead of a fixed --batch."),
     half: bool = typer.Option(False, "--half", help="FP16 weights, activations and I/O (for TensorRT 11 strong typing)."),
+    fp16_weights: bool = typer.Option(
+        False, "--fp16-weights", help="Keep FP32 arithmetic but store the weights as FP16: half the file (Casts fold at load)."
+    ),
     simplify: bool = typer.Option(True, "--simplify/--no-simplify", help="Run onnxslim (constant folding, cleanup)."),
     seg_output: str = typer.Option("prob", "--seg-output", help="prob: float probabilities; mask: uint8 0/1 (prob > 0.5)."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset (13..20; 17 suits TensorRT 10/11 and ORT INT8)."),
@@ -164,6 +167,7 @@ def export(
             batch=batch,
             dynamic=dynamic,
             half=half,
+            fp16_weights=fp16_weights,
             simplify=simplify,
             seg_output=seg_output,
             opset=opset,

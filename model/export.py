@@ -28,6 +28,7 @@ from engines.errors import RoadsightError
 from engines.meta import ModelMeta, format_imgsz
 from model.config import ATTENTION_STRIDE, ModelConfig
 from model.network import RoadNet, load_checkpoint
+from model.onnx_weights import store_fp16
 
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("boxes", "scores", "drivable", "lane")
@@ -49,6 +50,7 @@ class ExportOptions:
     batch: int = 1
     dynamic: bool = False
     half: bool = False
+    fp16_weights: bool = False  # FP32 graph, weights stored as FP16 (model/onnx_weights.py): half the file
     simplify: bool = True
     seg_output: str = "prob"
     opset: int = DEFAULT_OPSET
@@ -167,6 +169,8 @@ def export_onnx(opts: ExportOptions) -> ExportResult:
     graph = onnx.load(str(out))
     if opts.simplify:
         graph = _slim(graph)
+    if opts.fp16_weights and not opts.half:
+        store_fp16(graph)
     _write_meta(graph, meta)
     onnx.checker.check_model(graph)
     onnx.save(graph, str(out))

@@ -187,3 +187,15 @@ def test_float_attention_keeps_attention_matmuls_float(quantized, tmp_path, targ
     assert result.summary["int8 Conv"] == results[target].summary["int8 Conv"]
     if target == "trt":
         assert check_trt_graph(model) == []
+
+
+def test_a_model_with_fp16_stored_weights_quantizes_like_its_fp32_export(quantized, tmp_path):
+    """`export --fp16-weights` (the shipped roadsight-n.onnx) feeds Conv weights through Casts; quantize restores them."""
+    from model.onnx_weights import store_fp16
+
+    onnx_path, cache, results = quantized
+    packed = tmp_path / "packed.onnx"
+    onnx.save(store_fp16(onnx.load(str(onnx_path))), str(packed))
+    result = quantize(packed, cache, target="cpu", backend="ort", out=tmp_path / "packed.int8-cpu.onnx")
+    assert result.summary["int8 Conv"] == results["cpu"].summary["int8 Conv"] > 40
+    assert "Cast" not in {n.op_type for n in onnx.load(str(result.path)).graph.node}

@@ -234,6 +234,33 @@ def test_half_export_runs_in_onnxruntime_cpu(ckpt, workdir, dynamic_fp32):
             assert (a.drivable != b.drivable).mean() < 0.01 and (a.lane != b.lane).mean() < 0.01
 
 
+def test_fp16_weights_halve_the_file_and_keep_fp32_arithmetic(ckpt, workdir, dynamic_fp32):
+    from model.onnx_weights import has_fp16_storage, load_fp32
+
+    result = export_onnx(ExportOptions(weights=ckpt, fp16_weights=True, dynamic=True, out=workdir / "w16.onnx"))
+    assert result.size_bytes < 0.6 * dynamic_fp32.size_bytes and result.meta.precision == "fp32"
+    packed = onnx.load(str(result.path))
+    assert has_fp16_storage(packed)
+    plain = load_fp32(onnx.load(str(result.path)))  # float32 initializers holding the FP16-rounded values
+    assert not has_fp16_storage(plain) and "Cast" not in {n.op_type for n in plain.graph.node}
+    original = {i.name: onnx.numpy_helper.to_array(i) for i in onnx.load(str(dynamic_fp32.path)).graph.initializer}
+    restored = {i.name: onnx.numpy_helper.to_array(i) for i in plain.graph.initializer}
+    assert set(restored) == set(original)
+    big = max(original, key=lambda k: original[k].size)
+    assert restored[big].dtype == np.float32
+    np.testing.assert_array_equal(restored[big], original[big].astype(np.float16).astype(np.float32))
+
+    images = np.random.default_rng(3).random((2, 3, *IMGSZ), dtype=np.float32)
+    session = _session(result.path)
+    assert session.get_inputs()[0].type == "tensor(float)"
+    got = session.run(list(OUTPUTS), {"images": images})
+    same_math = ort.InferenceSession(plain.SerializeToString(), providers=["CPUExecutionProvider"])
+    for a, b in zip(got, same_math.run(list(OUTPUTS), {"images": images})):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)  # FP32 arithmetic: only the weights were rounded
+    full = _session(dynamic_fp32.path).run(list(OUTPUTS), {"images": images})
+    assert all(np.abs(a - b).max() < 0.05 for a, b, name in zip(got, full, OUTPUTS) if name != "boxes")
+
+
 def test_predictor_parity_onnx_vs_pt(ckpt, dynamic_fp32):
     frames = _frames(3)
     with engines.load(ckpt) as pt_engine, engines.load(dynamic_fp32.path) as onnx_engine:
