@@ -1,4 +1,4 @@
-# The one training recipe shared by ship_model.sh and ablation.sh (sourced, not run).
+# The training recipes shared by ship_model.sh and ablation.sh (sourced, not run).
 # Data: 1600 synthetic scenes (seed 0, 10% val) to train on, 200 more (seed 1) held out for every reported figure.
 EPOCHS="${EPOCHS:-14}"
 
@@ -7,12 +7,20 @@ make_data() {
   [ -d data/heldout/images ] || roadsight data synth --out data/heldout --n 200 --seed 1 --val-fraction 1
 }
 
-# train_variant ATTENTION OUT: roadsight-n at 320x192, the same budget and seed for every attention variant.
-# Continues an interrupted run (OUT/last.pt); does nothing when OUT already holds all EPOCHS.
+# train_run OUT EPOCHS ARGS...: `roadsight train ARGS --out OUT --epochs EPOCHS`, continuing OUT/last.pt when a
+# run was interrupted, and doing nothing when OUT already holds all EPOCHS.
+train_run() {
+  local out="$1" epochs="$2"
+  shift 2
+  if [ -f "$out/results.csv" ] && [ "$(tail -n 1 "$out/results.csv" | cut -d, -f1)" = "$epochs" ]; then return; fi
+  if [ -f "$out/last.pt" ]; then
+    roadsight train --data data/synth --out "$out" --epochs "$epochs" --workers 2 --resume
+  else
+    roadsight train --data data/synth --out "$out" --epochs "$epochs" --workers 2 --seed 0 "$@"
+  fi
+}
+
+# train_variant ATTENTION OUT: roadsight-n at 320x192 for EPOCHS, the same budget and seed for every variant.
 train_variant() {
-  local resume=()
-  if [ -f "$2/results.csv" ] && [ "$(tail -n 1 "$2/results.csv" | cut -d, -f1)" = "$EPOCHS" ]; then return; fi
-  [ -f "$2/last.pt" ] && resume=(--resume)
-  roadsight train --data data/synth --size n --attention "$1" --epochs "$EPOCHS" --imgsz 320x192 \
-    --batch 16 --workers 2 --val-every 7 --out "$2" --seed 0 "${resume[@]}"
+  train_run "$2" "$EPOCHS" --size n --attention "$1" --imgsz 320x192 --batch 16 --val-every 7
 }
