@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . .venv/bin/activate
 . scripts/recipe.sh
-FINE_TUNE_EPOCHS="${FINE_TUNE_EPOCHS:-18}"
+FINE_TUNE_EPOCHS="${FINE_TUNE_EPOCHS:-16}"
 run=runs/ship-n
 models=app/models
 if [ -z "${SKIP_TRAIN:-}" ]; then
