@@ -2,13 +2,12 @@
 # Reproduce the shipped roadsight-n (app/models/): data, training, export, INT8, evaluation.
 #   bash scripts/ship_model.sh            # everything (continues an interrupted training)
 #   SKIP_TRAIN=1 bash scripts/ship_model.sh  # reuse runs/ship-n/best.pt
-# Training: 14 epochs at 320x192 (the ablation's gated run), then FINE_TUNE_EPOCHS at 640x384.
+# Training: 14 epochs at 320x192 (the ablation's gated run), then 16 at 640x384, extended to 24.
 # Needs the train profile: bash scripts/install.sh train
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . .venv/bin/activate
 . scripts/recipe.sh
-FINE_TUNE_EPOCHS="${FINE_TUNE_EPOCHS:-16}"
 run=runs/ship-n
 models=app/models
 if [ -z "${SKIP_TRAIN:-}" ]; then
@@ -16,7 +15,9 @@ if [ -z "${SKIP_TRAIN:-}" ]; then
   # 1. the ablation's gated run: 14 epochs at 320x192 (scripts/recipe.sh)
   train_variant gated runs/ablation/train-gated
   # 2. fine-tuned at 640x384, where distant vehicles are twice as many pixels tall
-  train_run "$run" "$FINE_TUNE_EPOCHS" --weights runs/ablation/train-gated/best.pt --imgsz 640x384 --batch 16 --val-every 6
+  train_run "$run" 16 --weights runs/ablation/train-gated/best.pt --imgsz 640x384 --batch 16 --val-every 6
+  # 3. the same run extended to 24 epochs (--resume with a longer cosine: lr back to ~5e-4, annealed again)
+  train_run "$run" 24
 fi
 roadsight export --weights "$run/best.pt" --fp16-weights --out "$models/roadsight-n.onnx" --data data/heldout
 roadsight calibrate --model "$models/roadsight-n.onnx" --source data/synth/images/train --n 512 --out "$run/calib.npz"
