@@ -74,13 +74,13 @@ class TrainOptions:
 
 def fine_tune_config(stored: dict, opts: TrainOptions, names: tuple[str, ...]) -> ModelConfig:
     """The architecture of a checkpoint (size, attention, alpha...) at the new --imgsz; its classes must match the data."""
-    cfg = ModelConfig.from_dict(stored)
+    cfg = ModelConfig.from_dict({**{k: v for k, v in stored.items() if k != "gamma"}, "imgsz": list(opts.imgsz)})
     if cfg.names != names:
         raise RoadsightError(
             f"--weights: the checkpoint detects {list(cfg.names)} but {opts.data} has {list(names)}. "
             "Expected the same classes. Train from scratch (no --weights) for other classes."
         )
-    return ModelConfig.from_dict({**{k: v for k, v in stored.items() if k != "gamma"}, "imgsz": list(opts.imgsz)})
+    return cfg
 
 
 def select_device(name: str) -> torch.device:

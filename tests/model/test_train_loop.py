@@ -103,7 +103,7 @@ def test_weights_start_a_new_run_from_a_checkpoint(tmp_path, fake_dataset):
     tuned = train(TrainOptions(out=tmp_path / "b", weights=first, lr=0.0, seed=1, **opts), validate=None)
     start, after = read_checkpoint(first), read_checkpoint(tuned)
     assert after["config"]["attention"] == "clipped"  # the architecture comes from the checkpoint, not --attention
-    conv = [k for k, v in start["model"].items() if k.endswith("conv.weight")]
+    conv = [k for k in start["model"] if k.endswith("conv.weight")]
     assert all(torch.equal(start["model"][k].float(), after["model"][k].float()) for k in conv)
     fresh = read_checkpoint(train(TrainOptions(out=tmp_path / "c", lr=0.0, seed=1, **opts), validate=None))
     assert not torch.equal(fresh["model"][conv[0]].float(), start["model"][conv[0]].float())
