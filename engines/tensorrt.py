@@ -106,6 +106,11 @@ def found_versions(trt, cuda) -> str:
     )
 
 
+def describe_runtime(purpose: str) -> str:
+    """found_versions() of this machine, or a one-line MissingDependency."""
+    return found_versions(import_tensorrt(purpose), import_pycuda(purpose))
+
+
 @contextmanager
 def pushed(context):
     """Make `context` current on this thread for the block."""

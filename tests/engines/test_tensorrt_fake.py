@@ -276,3 +276,25 @@ def test_build_static_onnx_and_refusals(fake, tmp_path):
         build_engine(onnx_path, tmp_path / "x.engine", batch=(1, 4, 8), log=lambda *a: None)
     with pytest.raises(RoadsightError, match=r"no such ONNX file"):
         build_engine(tmp_path / "missing.onnx", tmp_path / "x.engine")
+
+
+def test_roadsight_run_says_what_it_found_and_runs_the_engine(fake, tmp_path):
+    """`roadsight run` on a .engine: the versions line first, then the whole pipeline on the fake GPU."""
+    import io
+    import json
+
+    import cv2
+    from rich.console import Console
+
+    from app.run import RunOptions, run
+
+    _, plan = make_engine(tmp_path, profile=(2, 2, 4))
+    (tmp_path / "frames").mkdir()
+    for i, frame in enumerate(frames(3)):
+        cv2.imwrite(str(tmp_path / "frames" / f"{i}.png"), frame)
+    text = io.StringIO()
+    stats = run(RunOptions(plan, [str(tmp_path / "frames")], jsonl=tmp_path / "out.jsonl"), Console(file=text, width=200))
+    assert text.getvalue().splitlines()[0] == "found TensorRT 10.3.0.26, CUDA driver 12.6, pycuda 2025.1.2 (built for CUDA 12.6)"
+    lines = (tmp_path / "out.jsonl").read_text().splitlines()
+    assert len(lines) == 3 and all("detections" in json.loads(line) for line in lines), stats
+
