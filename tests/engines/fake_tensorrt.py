@@ -6,8 +6,8 @@ dies (its memory with it) when the count reaches 0; `Context.detach` releases wi
 first when the context is not current) and does nothing from another thread than the one that retained
 it; freeing memory (explicitly or when collected) from a thread where its context is neither current nor
 owned leaks with a warning;
-copies, kernels and event records are queued on their stream and happen at `stream.synchronize()`;
-`Event.time_since` needs both events completed.
+copies and event records are queued on their stream and happen at `stream.synchronize()` (or
+`Context.synchronize()`); `Event.time_since` needs both events completed.
 
 TensorRT (10.3 and 11.x Python bindings): a fake plan carries its optimisation profile and the ONNX
 that ONNX Runtime runs in its place; `get_tensor_shape` gives -1 for a dynamic batch whatever the
@@ -15,7 +15,9 @@ profile says and `set_input_shape` refuses a batch outside [min, max]; `set_timi
 for a cache from another GPU or version and `create_timing_cache` returns None for a damaged blob;
 `BuilderFlag.TF32` is on by default; `STRONGLY_TYPED` exists in both versions; a second logger while a
 builder or runtime lives triggers TensorRT's "logger differs" warning (recorded in `module.log`).
-What this cannot check is real TensorRT behaviour: tests/engines/test_tensorrt.py does that on a GPU.
+The fake `tensorrt` uses only pycuda's public API, so it also runs on the real pycuda
+(test_tensorrt_pycuda.py, on a GPU without TensorRT). What this cannot check is real TensorRT
+behaviour: tests/engines/test_tensorrt.py does that on a GPU.
 """
 
 from __future__ import annotations
@@ -81,6 +83,16 @@ def make_pycuda_driver(driver_version: int = 12060, cuda_version: tuple[int, int
             if not stack():
                 raise LogicError("cannot pop non-current context")
             stack().pop()
+
+        @staticmethod
+        def get_current() -> "Context | None":
+            return stack()[-1] if stack() and state.refs[stack()[-1].device] else None
+
+        @staticmethod
+        def synchronize() -> None:  # every stream of the context
+            current()
+            for stream in streams.values():
+                stream.synchronize()
 
         def detach(self) -> None:  # pycuda's primary_context::detach
             if not self.valid:
@@ -204,12 +216,21 @@ def make_pycuda_driver(driver_version: int = 12060, cuda_version: tuple[int, int
 
         stream.enqueue(copy)
 
+    def memcpy_htod(dest, src: np.ndarray) -> None:
+        current()
+        raw = np.ascontiguousarray(src).view(np.uint8).ravel()
+        state.memory[int(dest)][: raw.size] = raw
+
+    def memcpy_dtoh(dest: np.ndarray, src) -> None:
+        current()
+        dest[...] = state.memory[int(src)][: dest.nbytes].view(dest.dtype).reshape(dest.shape)
+
     module = types.ModuleType("pycuda.driver")
     for name, value in dict(
         Error=Error, LogicError=LogicError, Context=Context, Device=Device, Stream=Stream, Event=Event,
         init=lambda: None, pagelocked_empty=pagelocked_empty, mem_alloc=_Memory, memcpy_htod_async=memcpy_htod_async,
-        memcpy_dtoh_async=memcpy_dtoh_async, get_driver_version=lambda: driver_version, get_version=lambda: cuda_version,
-        state=state, streams=streams, stack=stack, current=current, clock=clock,
+        memcpy_dtoh_async=memcpy_dtoh_async, memcpy_htod=memcpy_htod, memcpy_dtoh=memcpy_dtoh, get_driver_version=lambda: driver_version, get_version=lambda: cuda_version,
+        state=state, stack=stack, current=current, clock=clock,
     ).items():
         setattr(module, name, value)
     return module
@@ -241,13 +262,15 @@ class TensorIOMode:
 
 
 def make_tensorrt(cuda: types.ModuleType, version: str = "10.3.0.26") -> types.ModuleType:
-    """A `tensorrt` module whose Runtime deserializes fake plans (see make_plan), on the fake driver `cuda`."""
+    """A `tensorrt` module whose Runtime deserializes fake plans (see make_plan), on `cuda`: the fake
+    driver above or the real `pycuda.driver` (it uses only pycuda's own API)."""
     module = types.ModuleType("tensorrt")
     module.log = []  # TensorRT's own warnings
     live, registered = weakref.WeakSet(), [None]
 
     def need_context() -> None:
-        cuda.current()
+        if cuda.Context.get_current() is None:
+            raise cuda.LogicError("invalid device context - no currently active context?")
 
     def register(owner, logger, api: str) -> None:
         if not live:
@@ -284,18 +307,14 @@ def make_tensorrt(cuda: types.ModuleType, version: str = "10.3.0.26") -> types.M
 
         def execute_async_v3(self, stream_handle: int) -> bool:
             need_context()
-            shape, memory = self.shapes["images"], cuda.state.memory
-            addresses = dict(self.addresses)
-
-            def run():  # runs in stream order, after the input copies queued before it
-                images = memory[addresses["images"]][: int(np.prod(shape)) * 4].view(np.float32).reshape(shape)
-                outputs = self.engine.session.run(None, {"images": images})
-                for arg, value in zip(self.engine.session.get_outputs(), outputs):
-                    raw = np.ascontiguousarray(value).view(np.uint8).ravel()
-                    memory[addresses[arg.name]][: raw.size] = raw
+            cuda.Context.synchronize()  # the "kernels" run after the copies queued before them
+            images = np.empty(self.shapes["images"], np.float32)
+            cuda.memcpy_dtoh(images, self.addresses["images"])
+            outputs = self.engine.session.run(None, {"images": images})
+            for arg, value in zip(self.engine.session.get_outputs(), outputs):
+                cuda.memcpy_htod(self.addresses[arg.name], np.ascontiguousarray(value))
+            if hasattr(cuda, "clock"):  # the fake driver's event clock: compute takes 1 ms
                 cuda.clock[0] += 1.0
-
-            cuda.streams[stream_handle].enqueue(run)
             return True
 
     class CudaEngine:
