@@ -202,7 +202,8 @@ def check_trt_graph(model: onnx.ModelProto) -> list[str]:
             continue
         scale = graph.const(n.input[1])
         if scale is None or not np.all(np.isfinite(scale) & (scale > 0)):
-            errors.append(f"{n.name}: scale not a positive finite constant ({None if scale is None else np.ravel(scale)[:4]})")
+            shown = "not a constant" if scale is None else ", ".join(f"{float(v):g}" for v in np.ravel(scale)[:4])
+            errors.append(f"{n.name}: scale not a positive finite constant ({shown})")
         elif scale.size != 1 and not _is_weight(graph, n):
             errors.append(f"{n.name}: activation scale of shape {scale.shape} (activations must be per-tensor)")
         zp = graph.const(n.input[2]) if len(n.input) > 2 and n.input[2] else None
