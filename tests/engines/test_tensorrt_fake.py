@@ -298,3 +298,12 @@ def test_roadsight_run_says_what_it_found_and_runs_the_engine(fake, tmp_path):
     lines = (tmp_path / "out.jsonl").read_text().splitlines()
     assert len(lines) == 3 and all("detections" in json.loads(line) for line in lines), stats
 
+
+
+def test_cli_build_refuses_an_int8_cpu_model_in_one_line(tmp_path):
+    import subprocess
+
+    onnx_path = tiny_as(tmp_path / "m.int8-cpu.onnx", "int8-cpu")
+    run = subprocess.run([sys.executable, "-m", "app.cli", "build", "--onnx", str(onnx_path)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and "roadsight quantize --target trt" in run.stderr
