@@ -135,4 +135,4 @@ def _build(trt, onnx_path: Path, batch, workspace_gib: float, timing_cache, prec
             "Try a larger --workspace or check the ONNX with `roadsight predict --model` on the CPU."
         )
     log(f"built in {time.perf_counter() - start:.1f} s")
-    return plan, profiles, None if cache is None else cache.serialize()  # the build added its timings to `cache`
+    return plan, profiles, None if cache is None else config.get_timing_cache().serialize()  # with the new timings

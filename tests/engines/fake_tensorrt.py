@@ -458,6 +458,9 @@ def add_builder(module: types.ModuleType) -> dict:
             self.cache = cache
             return True
 
+        def get_timing_cache(self) -> TimingCache | None:
+            return self.cache
+
         def add_optimization_profile(self, profile) -> int:
             self.profiles.append(profile.shapes)
             calls["profiles"].append(profile.shapes)
