@@ -148,6 +148,10 @@ def run(options: RunOptions, console: Console | None = None) -> RunStats:
         raise RoadsightError(
             f"--model {options.model}: no such file. Expected an .onnx, .engine or .pt model, got none. Check the path."
         )
+    if options.model.suffix.lower() in (".engine", ".plan"):
+        from engines.tensorrt import describe_runtime
+
+        console.print(f"found {describe_runtime('running a .engine')}", highlight=False)
     quiet_opencv()
     sources = [open_source(spec, options.live) for spec in options.sources]
     sinks = build_sinks(sources, options)

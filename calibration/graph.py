@@ -25,6 +25,7 @@ HEAD_NODE = re.compile(r"/cv[23]\.\d+\.2/Conv$|/dfl/|_head/pred/Conv$")
 MIN_CHANNELS = 16
 NO_QDQ_OPS = ("Sigmoid", "Softmax", "Shape", "Gather")  # never take quantized inputs
 NO_Q_AFTER = ("Sigmoid", "Softmax")  # their outputs are never fed straight into a QuantizeLinear
+MAX_OPSET = 20  # TensorRT 10.3's ONNX parser (JetPack 6); 11.x reads up to 25
 SHAPE_INPUTS = {"Reshape": (1,), "Expand": (1,), "Tile": (1,), "Resize": (1, 2, 3), "Slice": (1, 2, 3, 4)}  # index inputs
 
 
@@ -187,13 +188,24 @@ def check_trt_graph(model: onnx.ModelProto) -> list[str]:
     6. no residual Add has Q/DQ on its branch input alone: either the shortcut only (TensorRT fuses the
        Add into the branch's conv, the ORT path's placement) or both inputs (an INT8 add, ModelOpt's choice
        when SiLU hides the conv from its residual matcher);
-    7. all dequantized inputs of a Concat share one scale (no requantization at the concat).
+    7. all dequantized inputs of a Concat share one scale (no requantization at the concat);
+    8. every Q/DQ scale is positive and finite, and activations (anything but a weight) are per-tensor;
+    9. the default-domain opset is at most MAX_OPSET.
     """
     graph = Graph(model)
     errors = []
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset > MAX_OPSET:
+        errors.append(f"opset {opset}: above {MAX_OPSET}, the newest TensorRT 10.3 parses (export with --opset {MAX_OPSET} or lower)")
     for n in graph.nodes:
         if n.op_type not in ("QuantizeLinear", "DequantizeLinear"):
             continue
+        scale = graph.const(n.input[1])
+        if scale is None or not np.all(np.isfinite(scale) & (scale > 0)):
+            shown = "not a constant" if scale is None else ", ".join(f"{float(v):g}" for v in np.ravel(scale)[:4])
+            errors.append(f"{n.name}: scale not a positive finite constant ({shown})")
+        elif scale.size != 1 and not _is_weight(graph, n):
+            errors.append(f"{n.name}: activation scale of shape {scale.shape} (activations must be per-tensor)")
         zp = graph.const(n.input[2]) if len(n.input) > 2 and n.input[2] else None
         if zp is None:
             if n.op_type == "QuantizeLinear":
@@ -229,6 +241,14 @@ def check_trt_graph(model: onnx.ModelProto) -> list[str]:
         if _dq_input(graph, branch) is not None and _dq_input(graph, shortcut) is None:
             errors.append(f"{name}: residual Add quantizes only its branch input {branch} (blocks Conv+Add fusion)")
     return errors
+
+
+def _is_weight(graph: Graph, node: onnx.NodeProto) -> bool:
+    """Whether a Q or DQ node works on a constant (a weight): its input, or its Q's input, is an initializer."""
+    source = node.input[0]
+    if node.op_type == "DequantizeLinear" and (q := graph.producer.get(source)) is not None and q.op_type == "QuantizeLinear":
+        source = q.input[0]
+    return source in graph.inits
 
 
 def _weight_channels(graph: Graph, dq: onnx.NodeProto) -> int | None:

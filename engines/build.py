@@ -2,6 +2,7 @@
 
 Strongly typed (the ONNX decides every precision: FP32, FP16 or INT8 Q/DQ); TensorRT 11 is always
 strongly typed and has no precision flags, TensorRT 10 needs NetworkDefinitionCreationFlag.STRONGLY_TYPED.
+TF32 is on by default in both: it is cleared for an FP32 model, so FP32 means FP32.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from engines.errors import RoadsightError
 from engines.onnxrt import OnnxRuntimeEngine
-from engines.tensorrt import gpu_identity, import_pycuda, import_tensorrt, pushed
+from engines.tensorrt import found_versions, gpu_identity, import_pycuda, import_tensorrt, primary_context, pushed, trt_logger
 from engines.trt_plan import EngineInfo, meta_batch, parse_batch, plan_profile, write_sidecar
 
 
@@ -54,21 +55,23 @@ def build_engine(
     onnx_path, out = Path(onnx_path), Path(out)
     if not onnx_path.is_file():
         raise RoadsightError(f"{onnx_path}: no such ONNX file. Expected an existing .onnx, got none. Check --onnx.")
-    trt = import_tensorrt("roadsight build")
-    cuda = import_pycuda("roadsight build")
     with OnnxRuntimeEngine(onnx_path) as reference:  # reads and checks the roadsight metadata
         meta = reference.meta
+    if meta.precision == "int8-cpu":
+        raise RoadsightError(
+            f"{onnx_path.name}: an int8-cpu model (uint8 activations, for ONNX Runtime on CPUs). Expected an FP32, "
+            "FP16 or int8-trt ONNX for TensorRT, got int8-cpu. Quantize with `roadsight quantize --target trt`."
+        )
+    trt = import_tensorrt("roadsight build")
+    cuda = import_pycuda("roadsight build")
+    log(f"found {found_versions(trt, cuda)}")
     gpu, capability = gpu_identity(cuda, device)
-    context = cuda.Device(device).retain_primary_context()
-    try:
-        with pushed(context):
-            plan, profile, cache = _build(trt, onnx_path, batch, workspace_gib, timing_cache, log)
-    finally:
-        context.detach()
+    with pushed(primary_context(cuda, device)):
+        plan, profile, cache = _build(trt, onnx_path, batch, workspace_gib, timing_cache, meta.precision, log)
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "wb") as file:
         file.write(plan)
-    if timing_cache is not None:
+    if cache is not None:
         Path(timing_cache).write_bytes(bytes(cache))
     shapes = {name: [list(s) for s in shapes] for name, shapes in profile.items()}
     info = EngineInfo(
@@ -83,14 +86,30 @@ def build_engine(
     return out
 
 
-def _build(trt, onnx_path: Path, batch, workspace_gib: float, timing_cache, log):
-    """The TensorRT part: parse, profile, timing cache, build. Returns (plan, {input: shapes}, cache)."""
-    logger = trt.Logger(trt.Logger.WARNING)
+def _timing_cache(config, path: Path, log):
+    """The builder's timing cache: `path`'s when TensorRT accepts it, else a fresh one (one warning line)."""
+    blob = path.read_bytes() if path.is_file() else b""
+    cache = config.create_timing_cache(blob) if blob else None
+    if cache is not None and config.set_timing_cache(cache, False):  # False: refuse another GPU's or version's
+        return cache
+    if blob:
+        log(f"warning: {path.name}: TensorRT refused this timing cache (another GPU or TensorRT version, or damaged); starting a fresh one")
+    cache = config.create_timing_cache(b"")
+    if cache is None or not config.set_timing_cache(cache, False):
+        raise RoadsightError(f"{path.name}: TensorRT could not create a timing cache. Expected a cache, got none. Build without --timing-cache.")
+    return cache
+
+
+def _build(trt, onnx_path: Path, batch, workspace_gib: float, timing_cache, precision: str, log):
+    """The TensorRT part: parse, profile, timing cache, build. Returns (plan, {input: shapes}, cache or None)."""
+    logger = trt_logger(trt)
     builder = trt.Builder(logger)
     network = builder.create_network(network_flags(trt))
     parser = _parse(trt, network, logger, onnx_path)  # noqa: F841  (the parser must outlive the build)
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
+    if precision == "fp32":
+        config.clear_flag(trt.BuilderFlag.TF32)
 
     wanted = None if batch is None else parse_batch(batch)
     profiles = {}
@@ -105,11 +124,9 @@ def _build(trt, onnx_path: Path, batch, workspace_gib: float, timing_cache, log)
             profile.set_shape(name, low, opt, high)
         config.add_optimization_profile(profile)
 
-    cache_bytes = Path(timing_cache).read_bytes() if timing_cache and Path(timing_cache).is_file() else b""
-    cache = config.create_timing_cache(cache_bytes)
-    config.set_timing_cache(cache, False)  # False: refuse a cache from another device or version
-
-    log(f"building {onnx_path.name} with TensorRT {trt.__version__} (strongly typed), profiles {profiles or 'static'}...")
+    cache = None if timing_cache is None else _timing_cache(config, Path(timing_cache), log)
+    tf32 = "TF32 off" if precision == "fp32" else "TF32 allowed"
+    log(f"building {onnx_path.name} ({precision}, strongly typed, {tf32}), profiles {profiles or 'static'}...")
     start = time.perf_counter()
     plan = builder.build_serialized_network(network, config)
     if plan is None:
@@ -118,4 +135,4 @@ def _build(trt, onnx_path: Path, batch, workspace_gib: float, timing_cache, log)
             "Try a larger --workspace or check the ONNX with `roadsight predict --model` on the CPU."
         )
     log(f"built in {time.perf_counter() - start:.1f} s")
-    return plan, profiles, cache.serialize()  # the build added its new timings to `cache`
+    return plan, profiles, None if cache is None else config.get_timing_cache().serialize()  # with the new timings

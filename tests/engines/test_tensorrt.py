@@ -147,3 +147,34 @@ def test_sidecar_from_another_tensorrt_is_refused(built, tmp_path):
     sidecar_path(copy).unlink()
     with pytest.raises(RoadsightError, match=r"no sidecar other.engine.json"):
         engines.load(copy)
+
+
+@gpu
+@pytest.mark.gpu
+def test_a_profile_minimum_above_one_still_runs_batch_one(tmp_path):
+    """`--batch 4` on a dynamic ONNX: real TensorRT reports -1 for the batch; batch 1 is padded up to 4."""
+    from engines.build import build_engine
+
+    onnx = make_tiny_onnx(tmp_path / "tiny.onnx", names=NAMES, batch=None)
+    engine_path = build_engine(onnx, tmp_path / "b4.engine", batch="4", workspace_gib=0.5, log=lambda *a: None)
+    x = np.random.default_rng(2).random((1, 3, 64, 96), dtype=np.float32)
+    with engines.load(engine_path) as engine, engines.load(onnx) as ort:
+        assert (engine.min_batch, engine.max_batch) == (4, 4)
+        out, expected = engine.infer({"images": x}), ort.infer({"images": x})
+    assert all(out[k].shape == expected[k].shape and np.allclose(out[k], expected[k], atol=1e-4) for k in expected)
+
+
+@gpu
+@pytest.mark.gpu
+def test_infer_and_close_on_another_thread_then_reopen(built):
+    _, engine_path, _ = built
+    x = np.zeros((2, 3, 64, 96), np.float32)
+    kept = {}
+    for _ in range(2):
+        engine = engines.load(engine_path)
+        worker = threading.Thread(target=lambda: (kept.update(engine.infer({"images": x})), engine.close()))
+        worker.start()
+        worker.join(timeout=60)
+        assert not engine.is_open
+    assert kept["boxes"].shape[0] == 2 and np.isfinite(kept["boxes"]).all()  # copies outlive the engine
+
