@@ -83,6 +83,10 @@ def train(
         None, "--weights", help="Start a new run from this checkpoint's weights (fine-tune, e.g. at a larger --imgsz); "
         "size and attention come from it."
     ),
+    pretrained: Path | None = typer.Option(
+        None, "--pretrained", help="Start the backbone, neck and box head from an ultralytics detection checkpoint "
+        "you downloaded (yolov8n.pt for --size n, yolov8s.pt for s; YOLO11 files transfer fewer tensors)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Random seed (model init, shuffling, augmentation)."),
     val_every: int = typer.Option(1, "--val-every", min=1, help="Validate every N epochs (and after the last)."),
     alpha: float = typer.Option(0.5, "--alpha", min=0.0, help="Clipped softmax: gamma = -alpha / tokens; keep it below 1 so fresh, near-uniform attention is not clipped to zero."),
@@ -102,6 +106,8 @@ def train(
       roadsight train --data data/bdd --out runs/train/s_gated --epochs 100 --device cuda --resume
 
       roadsight train --data data/synth --weights runs/small/best.pt --imgsz 640x384 --epochs 10 --out runs/large
+
+      roadsight train --data data/synth --pretrained yolov8n.pt --epochs 30
     """
     from engines.meta import parse_imgsz
     from model.train import train as run_training
@@ -121,6 +127,7 @@ def train(
         device=device,
         resume=resume,
         weights=weights,
+        pretrained=pretrained,
         seed=seed,
         val_every=val_every,
         alpha=alpha,

@@ -23,6 +23,7 @@ from engines.errors import RoadsightError
 from model.config import ModelConfig
 from model.loss import ITEMS, RoadLoss
 from model.network import RoadNet, read_checkpoint, save_checkpoint
+from model.pretrained import transfer
 from model.train_utils import (
     EpochLog,
     TrainOptions,
@@ -100,6 +101,9 @@ def train(opts: TrainOptions, validate: Validator | None = None, console: Consol
     if start:
         model.load_state_dict(start["model"])
         console.print(f"starting from {opts.weights} ({cfg.size}, {cfg.attention}) at {cfg.imgsz[1]}x{cfg.imgsz[0]}")
+    elif opts.pretrained:
+        copied, total = transfer(model, opts.pretrained)
+        console.print(f"pretrained: transferred {copied} of {total} tensors from {opts.pretrained}")
     model = model.to(device)
     criterion = RoadLoss(model)
     optimizer = build_optimizer(model, opts)

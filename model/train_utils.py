@@ -39,6 +39,7 @@ class TrainOptions:
     device: str = "cpu"
     resume: bool = False
     weights: Path | None = None  # start from this checkpoint's (EMA) weights; size/attention come from it
+    pretrained: Path | None = None  # an ultralytics detection .pt: backbone, neck and box head start from it
     seed: int = 0
     val_every: int = 1
     alpha: float = 0.5
@@ -50,10 +51,12 @@ class TrainOptions:
     def __post_init__(self) -> None:
         self.data, self.out = Path(self.data), Path(self.out)
         self.weights = Path(self.weights) if self.weights else None
-        if self.weights and self.resume:
+        self.pretrained = Path(self.pretrained) if self.pretrained else None
+        if sum(map(bool, (self.weights, self.resume, self.pretrained))) > 1:
             raise RoadsightError(
-                "train: --weights and --resume together. --resume continues OUT/last.pt as it was; --weights starts a "
-                "new run from a checkpoint's weights. Pass only one."
+                "train: more than one of --weights, --pretrained and --resume. --resume continues OUT/last.pt as it "
+                "was; --weights starts a new run from a roadsight checkpoint; --pretrained from an ultralytics one. "
+                "Pass only one."
             )
         if self.optimizer not in ("adamw", "sgd"):
             raise RoadsightError(f"optimizer: unknown {self.optimizer!r}. Expected adamw or sgd, got {self.optimizer!r}.")

@@ -107,7 +107,7 @@ def test_weights_start_a_new_run_from_a_checkpoint(tmp_path, fake_dataset):
     assert all(torch.equal(start["model"][k].float(), after["model"][k].float()) for k in conv)
     fresh = read_checkpoint(train(TrainOptions(out=tmp_path / "c", lr=0.0, seed=1, **opts), validate=None))
     assert not torch.equal(fresh["model"][conv[0]].float(), start["model"][conv[0]].float())
-    with pytest.raises(RoadsightError, match="--weights and --resume"):
+    with pytest.raises(RoadsightError, match="more than one of --weights, --pretrained and --resume"):
         TrainOptions(out=tmp_path / "b", weights=first, resume=True, **opts)
 
 
