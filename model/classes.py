@@ -79,6 +79,10 @@ def parse_classes(spec: str) -> ClassMap:
             f"--classes: unknown BDD100K category {unknown[0]!r}. Expected one of {', '.join(BDD10)} (or 2018 names person, "
             f"bike, motor), got {unknown[0]!r}. Fix the spelling."
         )
+    seen = [canonical(c) for c, _ in pairs]
+    twice = next((c for c in seen if seen.count(c) > 1), None)
+    if twice:
+        raise RoadsightError(f"--classes: {twice} is given twice in {spec!r}. Expected each category once. Drop one.")
     return class_map(dict(pairs))
 
 
