@@ -45,6 +45,7 @@ def data_convert(
     out: Path = typer.Option(..., "--out", help="Folder to write in the project's layout (images are hard-linked when possible)."),
     drivable: str = typer.Option("direct", "--drivable", help="bdd100k: direct (YOLOP's choice) or direct+alternative lanes as drivable."),
     lanes: str = typer.Option("masks", "--lanes", help="bdd100k: lane labels from masks (labels/lane/masks) or polygons (8 px lines)."),
+    workers: int = typer.Option(4, "--workers", min=1, help="Threads decoding and writing images and masks."),
 ) -> None:
     """Convert a BDD100K dataset as downloaded into the project's layout, reporting images kept and skipped.
 
@@ -60,7 +61,7 @@ def data_convert(
     """
     from model.convert import convert_command
 
-    convert_command(source, src, out, drivable, lanes)
+    convert_command(source, src, out, drivable, lanes, workers)
 
 
 def model_info(

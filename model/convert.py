@@ -20,6 +20,7 @@ import os
 import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +61,14 @@ class ConvertReport:
     kept: Counter = field(default_factory=Counter)
     skipped: Counter = field(default_factory=Counter)
     examples: dict[str, str] = field(default_factory=dict)
+
+    def add(self, frame: Frame, reason: str) -> None:
+        """Count a frame: kept when reason is empty, else skipped for that reason."""
+        if reason:
+            self.skipped[reason] += 1
+            self.examples.setdefault(reason, f"{frame.split}/{frame.image.name}")
+        else:
+            self.kept[frame.split] += 1
 
     def lines(self) -> list[str]:
         kept = ", ".join(f"{n} {s}" for s, n in sorted(self.kept.items())) or "none"
@@ -149,7 +158,7 @@ def bdd100k_frames(src: Path, drivable: str = "direct", lanes: str = "masks") ->
                     "no lane mask" if lanes == "masks" and not ll.is_file() else
                     "no lane polygons" if lanes == "polygons" and image.name not in polygons else "")
 
-            def masks(shape, da=da, ll=ll, name=image.name):
+            def masks(shape, da=da, ll=ll, name=image.name, polygons=polygons):
                 d = _gray(da, shape)
                 _official_values(d, da, {0, 1, 2}, "drivable masks (0 direct, 1 alternative, 2 background)")
                 if lanes == "polygons":
@@ -259,9 +268,10 @@ def write_frame(frame: Frame, out: Path, yolo_boxes: bool = False) -> str:
     return ""
 
 
-def convert(source: str, src: Path, out: Path, drivable: str = "direct", lanes: str = "masks",
+def convert(source: str, src: Path, out: Path, drivable: str = "direct", lanes: str = "masks", workers: int = 4,
             on_start: Callable[[int], None] | None = None, on_frame: Callable[[], None] | None = None) -> ConvertReport:
-    """Convert every image of SRC's train/val splits into OUT; returns what was kept and skipped."""
+    """Convert every image of SRC's train/val splits into OUT with `workers` threads (OpenCV decodes and
+    encodes outside the GIL); returns what was kept and skipped."""
     for name, value, allowed in (("--from", source, SOURCES), ("--drivable", drivable, DRIVABLE), ("--lanes", lanes, LANES)):
         if value not in allowed:
             raise RoadsightError(f"data convert: {name} {value!r} is unknown. Expected one of {', '.join(allowed)}, got {value!r}.")
@@ -274,27 +284,24 @@ def convert(source: str, src: Path, out: Path, drivable: str = "direct", lanes: 
     if on_start:
         on_start(len(frames))
     report = ConvertReport(source, out)
-    for frame in frames:
-        reason = frame.skip or write_frame(frame, out, yolo_boxes=source == "ayolom")
-        if reason:
-            report.skipped[reason] += 1
-            report.examples.setdefault(reason, f"{frame.split}/{frame.image.name}")
-        else:
-            report.kept[frame.split] += 1
-        if on_frame:
-            on_frame()
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        reasons = pool.map(lambda f: f.skip or write_frame(f, out, yolo_boxes=source == "ayolom"), frames)
+        for frame, reason in zip(frames, reasons):
+            report.add(frame, reason)
+            if on_frame:
+                on_frame()
     if not report.kept:
         raise RoadsightError(f"data convert: no image of {src} could be converted. Expected labelled images, got {'; '.join(report.lines()[1:]) or 'none'}. Check --src and --from.")
     return report
 
 
-def convert_command(source: str, src: Path, out: Path, drivable: str = "direct", lanes: str = "masks") -> ConvertReport:
+def convert_command(source: str, src: Path, out: Path, drivable: str = "direct", lanes: str = "masks", workers: int = 4) -> ConvertReport:
     """CLI body: progress bar, then the report."""
     console = Console()
     columns = (TextColumn("converting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task("convert", total=None)
-        report = convert(source, src, out, drivable, lanes, lambda n: bar.update(task, total=n), lambda: bar.advance(task))
+        report = convert(source, src, out, drivable, lanes, workers, lambda n: bar.update(task, total=n), lambda: bar.advance(task))
     for line in report.lines():
         console.print(line)
     console.print(f"Train with `roadsight train --data {out}` (add --classes to choose the detected classes).")

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 pytest.importorskip("torch")
 
-from model.classes import class_map, parse_classes  # noqa: E402
+from model.classes import class_map, parse_classes, stored_class_map  # noqa: E402
 
 CLASSES = "car,truck,bus,motorcycle"
 NAMES = ["car", "truck", "bus", "motorcycle"]
@@ -40,6 +40,15 @@ def test_parse_classes_presets_lists_merges_and_aliases():
         with pytest.raises(Exception, match=message) as err:
             parse_classes(bad)
         assert "\n" not in str(err.value)
+
+
+def test_models_without_a_stored_map_keep_their_meaning():
+    """Artifacts written before class maps were stored (the shipped model among them) read as before."""
+    assert stored_class_map(("vehicle",)).mapping == {"car": "vehicle", "bus": "vehicle", "truck": "vehicle", "train": "vehicle"}
+    assert stored_class_map(("car", "bus")).mapping == {"car": "car", "bus": "bus"}
+    assert stored_class_map(("v",), {"car": "v"}).index("car") == 0
+    with pytest.raises(Exception, match="stored mapping gives"):
+        stored_class_map(("a", "b"), {"car": "b", "bus": "a"})
 
 
 @pytest.mark.slow

@@ -136,7 +136,7 @@ def assert_perfect(scores: dict, images: int):
 @pytest.mark.parametrize("drivable", ["direct", "direct+alternative"])
 def test_official_release_converts_exactly(tmp_path, drivable):
     src = write_official(tmp_path / "bdd100k")
-    report = convert("bdd100k", src, tmp_path / "out", drivable=drivable)
+    report = convert("bdd100k", src, tmp_path / "out", drivable=drivable, workers=2)
     assert report.kept == {"train": 2, "val": 2} and report.skipped == {"no labels (not in det_20)": 1}
     assert "skipped 1: no labels (not in det_20) (e.g. val/v2.jpg)" in report.lines()
     empty = json.loads((tmp_path / "out/det_annotations/val/v1.json").read_text())  # no "labels" key: an empty frame
@@ -166,6 +166,22 @@ def test_lane_polygons_are_drawn_train_width():
     assert len(rows) == LANE_PX + 1 and abs(rows.mean() - 300) <= 0.5 and mask[300, 100:1101].all() and not mask[:, :95].any()
     curve = [{"poly2d": [{"vertices": [[100, 300], [400, 300], [800, 300], [1100, 300]], "types": "LCCC", "closed": False}]}]
     np.testing.assert_array_equal(draw_lanes(curve, (720, 1280)), mask)  # a Bezier with collinear controls is the same line
+
+
+def test_official_lane_polygons_are_drawn_into_the_lane_masks(tmp_path):
+    src = write_official(tmp_path / "bdd100k")
+    with pytest.raises(RoadsightError, match="lane_train.json is missing.*--lanes masks"):
+        convert("bdd100k", src, tmp_path / "none", lanes="polygons")
+    line = {"category": "lane/single white", "poly2d": [{"vertices": [[10, 71], [40, 45]], "types": "LL", "closed": False}]}
+    for split, names in NAMES.items():
+        (src / "labels/lane/polygons").mkdir(exist_ok=True)
+        (src / "labels/lane/polygons" / f"lane_{split}.json").write_text(json.dumps([{"name": f"{n}.jpg", "labels": [line]} for n in names if n != "t1"]))
+    report = convert("bdd100k", src, tmp_path / "out", lanes="polygons")
+    assert report.kept == {"train": 1, "val": 2} and report.skipped == {"no labels (not in det_20)": 1, "no lane polygons": 1}
+    lane = cv2.imread(str(tmp_path / "out/ll_seg_annotations/val/v0.png"), cv2.IMREAD_GRAYSCALE)
+    expected = np.zeros((H, W), np.uint8)
+    cv2.line(expected, (10, 71), (40, 45), 255, 1)  # 8 px at 1280 wide is 1 px at 128
+    np.testing.assert_array_equal(lane, expected)
 
 
 def test_official_coding_is_refused_before_training(tmp_path):
