@@ -26,13 +26,14 @@ IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 LAYOUT = "ROOT/images/SPLIT/*.jpg, det_annotations/SPLIT/*.json, da_seg_annotations/SPLIT/*.png, ll_seg_annotations/SPLIT/*.png"
 FOLDERS = {"det": ("det_annotations", ".json"), "drivable": ("da_seg_annotations", ".png"), "lane": ("ll_seg_annotations", ".png")}
 CHECKED_SAMPLES = 8  # masks and labels decoded when the dataset is built, spread over the split
-FORMATS = {"bdd100k": "official BDD100K 100K release", "yolop": "YOLOP", "ayolom": "A-YOLOM"}
+FORMATS = {"bdd100k": "official BDD100K 100K release", "ayolom": "A-YOLOM"}
 OTHER_LAYOUTS = {  # marker path -> the --from value of `roadsight data convert`
     "images/100k": "bdd100k", "labels/det_20": "bdd100k", "detection-object": "ayolom", "seg-drivable-10": "ayolom",
 }
 
 
 def convert_hint(fmt: str, root: Path | str = "ROOT") -> str:
+    """The sentence that tells a user how to convert a dataset in layout `fmt`."""
     return f"Convert it once: `roadsight data convert --from {fmt} --src {root} --out data/bdd`, then train on data/bdd"
 
 
@@ -93,6 +94,21 @@ def check_masks(drivable: np.ndarray, lane: np.ndarray, where: str) -> None:
         )
 
 
+def require_split(root: Path, split: str) -> Path:
+    """ROOT/images/SPLIT, or a one-line error that names the converter when ROOT is in another known layout."""
+    folder = root / "images" / split
+    if not folder.is_dir():
+        foreign = next((fmt for marker, fmt in OTHER_LAYOUTS.items() if (root / marker).exists()), None)
+        if foreign:
+            raise RoadsightError(f"dataset: {root} is in the {FORMATS[foreign]} layout. Expected the layout {LAYOUT}, got that one. {convert_hint(foreign, root)}.")
+        got = "no such folder" if not root.is_dir() else f"no images/{split}/ in it"
+        raise RoadsightError(
+            f"dataset: {folder} is missing. Expected the layout {LAYOUT}, got {got}. Convert a dataset with `roadsight data convert` "
+            f"or create one with `roadsight data synth --out {root}`."
+        )
+    return folder
+
+
 class BDDDataset:
     """Frames, boxes and masks of one split; `read(i)` decodes sample i.
 
@@ -104,16 +120,7 @@ class BDDDataset:
         self.root, self.split = Path(root), split
         self.classes = to_class_map(class_map)
         self.names = self.classes.names
-        folder = self.root / "images" / split
-        if not folder.is_dir():
-            foreign = next((fmt for marker, fmt in OTHER_LAYOUTS.items() if (self.root / marker).exists()), None)
-            if foreign:
-                raise RoadsightError(f"dataset: {self.root} is in the {FORMATS[foreign]} layout. Expected the layout {LAYOUT}, got that one. {convert_hint(foreign, self.root)}.")
-            got = "no such folder" if not self.root.is_dir() else f"no images/{split}/ in it"
-            raise RoadsightError(
-                f"dataset: {folder} is missing. Expected the layout {LAYOUT}, got {got}. Convert a dataset with `roadsight data convert` "
-                f"or create one with `roadsight data synth --out {self.root}`."
-            )
+        folder = require_split(self.root, split)
         self.images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
         if not self.images:
             raise RoadsightError(f"dataset: {folder} holds no images. Expected .jpg/.png frames ({LAYOUT}), got an empty split. Check the path or the split name.")

@@ -247,13 +247,10 @@ def val(
 
     if not weights.is_file():
         raise RoadsightError(f"--weights: {weights} does not exist. Expected a .pt, .onnx or .engine file, got no file. Check the path.")
-    if not (data / "images" / split).is_dir():
-        raise RoadsightError(
-            f"--data: {data / 'images' / split} is not a folder. Expected a dataset root with images/{split}/, "
-            f"got {'no folder' if not data.is_dir() else 'a folder without it'}. Create one with `roadsight data synth`."
-        )
+    from model.bdd import BDDDataset, require_split
+
+    require_split(data, split)  # before the model loads
     import engines
-    from model.bdd import BDDDataset
     from model.classes import stored_class_map
     from model.evaluate import evaluate, format_report
 

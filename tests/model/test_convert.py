@@ -227,6 +227,12 @@ def test_train_command_refuses_official_masks_before_the_first_epoch(tmp_path):
     assert result.exit_code != 0 and isinstance(result.exception, RoadsightError)
     assert "data convert --from bdd100k" in str(result.exception) and "\n" not in str(result.exception)
     assert not (out / "last.pt").exists()
+    official = write_official(tmp_path / "bdd100k")
+    result = CliRunner().invoke(app, ["val", "--weights", str(out / "missing.pt"), "--data", str(official)])
+    assert "does not exist" in str(result.exception)
+    (tmp_path / "m.onnx").write_bytes(b"")
+    result = CliRunner().invoke(app, ["val", "--weights", str(tmp_path / "m.onnx"), "--data", str(official)])
+    assert isinstance(result.exception, RoadsightError) and "data convert --from bdd100k" in str(result.exception)
 
 
 def test_convert_command_reports_and_refuses(tmp_path):
