@@ -137,9 +137,9 @@ class BDDDataset:
                     "`roadsight data convert`, which skips them."
                 )
         for i in sorted({round(k) for k in np.linspace(0, len(self) - 1, min(len(self), CHECKED_SAMPLES))}):
+            p, image = self.paths(i), self._image(i)
             self.read_labels(i)
-            p = self.paths(i)
-            check_masks(self._mask(p["drivable"], None, "drivable"), self._mask(p["lane"], None, "lane"), p["image"].stem)
+            check_masks(self._mask(p["drivable"], image.shape, "drivable"), self._mask(p["lane"], image.shape, "lane"), p["image"].stem)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -158,22 +158,25 @@ class BDDDataset:
         """Boxes (N, 4) xyxy and class ids (N,) of sample i without decoding any image."""
         return read_boxes(self.paths(i)["det"], self.classes)
 
-    def _mask(self, path: Path, shape: tuple[int, ...] | None, key: str) -> np.ndarray:
+    def _image(self, i: int) -> np.ndarray:
+        path = self.images[i]
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise RoadsightError(f"dataset: cannot decode {path}. Expected a JPEG/PNG frame, got an unreadable file. Replace or delete it.")
+        return image
+
+    def _mask(self, path: Path, shape: tuple[int, ...], key: str) -> np.ndarray:
         mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-        if mask is None or (shape is not None and mask.shape != shape[:2]):
+        if mask is None or mask.shape != shape[:2]:
             got = "an unreadable file" if mask is None else f"{mask.shape[1]}x{mask.shape[0]}"
-            want = "a grayscale PNG" if shape is None else f"a {shape[1]}x{shape[0]} grayscale PNG"
-            raise RoadsightError(f"dataset: {path} is not a usable {key} mask. Expected {want}, got {got}. Regenerate the mask.")
+            raise RoadsightError(f"dataset: {path} does not match its image. Expected a {shape[1]}x{shape[0]} grayscale PNG, got {got}. Regenerate the mask.")
         return mask
 
     def read(self, i: int) -> Sample:
         """Decode sample i: image (BGR), boxes, classes, drivable and lane masks (0/1, frame size)."""
         if not -len(self) <= i < len(self):
             raise IndexError(i)
-        p = self.paths(i)
-        image = cv2.imread(str(p["image"]), cv2.IMREAD_COLOR)
-        if image is None:
-            raise RoadsightError(f"dataset: cannot decode {p['image']}. Expected a JPEG/PNG frame, got an unreadable file. Replace or delete it.")
+        p, image = self.paths(i), self._image(i)
         boxes, classes = self.read_labels(i)
         drivable, lane = ((self._mask(p[k], image.shape, k) > 0).astype(np.uint8) for k in ("drivable", "lane"))
         return Sample(p["image"].stem, image, boxes, classes, drivable, lane)

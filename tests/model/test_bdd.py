@@ -86,9 +86,10 @@ def test_errors_are_one_line(root, tmp_path):
     (root / "images" / "empty").mkdir()
     assert "no images" in one_line_error(lambda: BDDDataset(root, "empty"))
     (root / "images" / "val" / "a.png").write_bytes(b"not an image")
-    assert "a.png" in one_line_error(lambda: BDDDataset(root, "val").read(0))
+    assert "a.png" in one_line_error(lambda: BDDDataset(root, "val"))  # decoded when the split is opened
+    write_sample(root, "val", "a", OBJECTS)
     (root / "det_annotations" / "val" / "b.json").write_text("{broken")
-    assert "b.json" in one_line_error(lambda: BDDDataset(root, "val").read_labels(1))
+    assert "b.json" in one_line_error(lambda: BDDDataset(root, "val"))
     assert "class_map" in one_line_error(lambda: BDDDataset(root, "val", []))
     (root / "ll_seg_annotations" / "val" / "b.png").unlink()
     text = one_line_error(lambda: BDDDataset(root, "val"))  # at build time, not when sample b is reached
@@ -98,4 +99,4 @@ def test_errors_are_one_line(root, tmp_path):
 def test_mask_size_mismatch(tmp_path):
     write_sample(tmp_path, "train", "m", OBJECTS)
     cv2.imwrite(str(tmp_path / "da_seg_annotations" / "train" / "m.png"), np.zeros((10, 10), np.uint8))
-    assert "80x48" in one_line_error(lambda: BDDDataset(tmp_path, "train").read(0))
+    assert "80x48" in one_line_error(lambda: BDDDataset(tmp_path, "train"))
