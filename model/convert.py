@@ -9,7 +9,7 @@ Sources (`--from`):
            seg-drivable-10/labels/SPLIT2017/*.txt and seg-lane-11/labels/SPLIT2017/*.txt (YOLO polygons).
 
 Output: OUT/images/SPLIT/NAME.jpg (hard link, or a copy across file systems), OUT/det_annotations/SPLIT/NAME.json
-({"name", "frames": [{"objects": [{"category", "box2d"}]}]}), da_seg_annotations/ and ll_seg_annotations/ PNG 0/255.
+({"name", "frames": [{"objects": [{"category", "box2d"}]}]}, det_20 category spellings), da_seg_annotations/ and ll_seg_annotations/ PNG 0/255.
 Each image is kept or skipped with a reason; the report counts both.
 """
 
@@ -31,6 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from engines.errors import RoadsightError
 from model.bdd import FOLDERS, IMAGE_EXTS, check_masks
+from model.classes import canonical
 
 SOURCES = ("bdd100k", "yolop", "ayolom")
 DRIVABLE = ("direct", "direct+alternative")
@@ -256,7 +257,7 @@ def write_frame(frame: Frame, out: Path, yolo_boxes: bool = False) -> str:
     drivable, lane = frame.masks(hw)
     if yolo_boxes:
         _yolo_to_box2d(frame.objects, hw)
-    objects = [{"category": o["category"], "box2d": o["box2d"]} for o in frame.objects if o.get("box2d")]
+    objects = [{"category": canonical(o["category"]), "box2d": o["box2d"]} for o in frame.objects if o.get("box2d")]
     paths = {"image": out / "images" / frame.split / frame.image.name,
              **{k: out / sub / frame.split / f"{frame.name}{ext}" for k, (sub, ext) in FOLDERS.items()}}
     for p in paths.values():

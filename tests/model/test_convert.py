@@ -151,7 +151,9 @@ def test_official_release_converts_exactly(tmp_path, drivable):
 def test_yolop_and_ayolom_convert_exactly(tmp_path):
     report = convert("yolop", write_yolop(tmp_path / "yolop"), tmp_path / "from_yolop")
     assert report.kept == {"train": 2, "val": 2} and report.skipped == {"no lane mask": 1}
-    assert_perfect(oracle_scores(tmp_path / "from_yolop"), 2)  # 2018 names (person, motor) read through aliases
+    assert_perfect(oracle_scores(tmp_path / "from_yolop"), 2)
+    written = json.loads((tmp_path / "from_yolop/det_annotations/val/v0.json").read_text())["frames"][0]["objects"]
+    assert [o["category"] for o in written] == ["car", "truck", "pedestrian", "motorcycle"]  # 2018 names -> det_20
     report = convert("ayolom", write_ayolom(tmp_path / "ayolom"), tmp_path / "from_ayolom")
     assert report.kept == {"train": 2, "val": 3} and not report.skipped
     assert_perfect(oracle_scores(tmp_path / "from_ayolom"), 3)
