@@ -70,6 +70,8 @@ def test_det20_style_labels(tmp_path):
     write_sample(tmp_path, "train", "x", [])
     (tmp_path / "det_annotations" / "train" / "x.json").write_text(json.dumps({"name": "x", "labels": OBJECTS}))
     assert BDDDataset(tmp_path, "train").read(0).boxes.shape == (3, 4)
+    (tmp_path / "det_annotations" / "train" / "x.json").write_text(json.dumps({"name": "x", "attributes": {}}))  # no "labels"
+    assert BDDDataset(tmp_path, "train").read(0).boxes.shape == (0, 4)
 
 
 def one_line_error(fn) -> str:
