@@ -106,10 +106,13 @@ def quantize(
     console.print(f"wrote [bold]{result.path}[/] ({target}, {result.backend}, {method}, {result.frames} frames, {result.seconds:.1f} s): {counts}")
     report = {"quantize": result.to_json()}
     if val is not None:
+        from calibration.cache import read_meta
         from calibration.gate import gate
         from model.bdd import BDDDataset
+        from model.classes import stored_class_map
 
-        dataset = BDDDataset(val, "val")
+        meta = read_meta(model)
+        dataset = BDDDataset(val, "val", stored_class_map(meta.names, meta.class_map))  # the model's classes
         with console.status(f"accuracy gate: evaluating FP32 and INT8 on {min(len(dataset), limit or len(dataset))} images..."):
             verdict = gate(model, result.path, dataset, max_drop, limit=limit)
         report["gate"] = verdict.to_json()

@@ -111,7 +111,7 @@ def summary(stats: dict[str, dict]) -> dict:
 def outliers(weights: str | Path, data: list[str], n: int = 64, seed: int = 0, batch: int = 8, on_frame=None) -> dict:
     """Load a checkpoint, sample n frames from `data` (folders/videos/globs), letterbox them, collect statistics.
 
-    Returns {"weights", "attention", "imgsz", "frames", "stats": {label: {...}}, "summary": {...}}.
+    Returns {"weights", "attention", "classes", "imgsz", "frames", "stats": {label: {...}}, "summary": {...}}.
     """
     require_training_extra("roadsight outliers")
     from calibration.frames import sample_frames
@@ -123,7 +123,7 @@ def outliers(weights: str | Path, data: list[str], n: int = 64, seed: int = 0, b
     frames, refs, _ = sample_frames(list(data), n, seed, on_frame, lambda f: letterbox_frame(f, imgsz)[0])
     batches = (letterbox(frames[i : i + batch], imgsz)[0] for i in range(0, len(frames), batch))
     stats = collect(model, batches)
-    return {"weights": str(weights), "attention": model.cfg.attention, "imgsz": list(imgsz), "frames": len(refs),
+    return {"weights": str(weights), "attention": model.cfg.attention, "classes": list(model.cfg.names), "imgsz": list(imgsz), "frames": len(refs),
             "stats": stats, "summary": summary(stats)}
 
 
@@ -134,7 +134,8 @@ def table(result: dict):
     s = result.get("summary", {})
     caption = (f"attention tensors: max inf-norm {s.get('max_inf_norm', float('nan')):.2f}, avg kurtosis "
                f"{s.get('avg_kurtosis', float('nan')):.2f}, max kurtosis {s.get('max_kurtosis', float('nan')):.2f}")
-    t = Table(title=f"activation outliers: {result['weights']} ({result['attention']}, {result['frames']} frames)", caption=caption)
+    classes = ", ".join(result.get("classes", []))
+    t = Table(title=f"activation outliers: {result['weights']} ({result['attention']}, {classes}, {result['frames']} frames)", caption=caption)
     for column in ("tensor", "module", "max|x| (mean)", "max|x| (max)", "kurtosis (mean)"):
         t.add_column(column, justify="left" if column in ("tensor", "module") else "right")
     for label, v in result["stats"].items():

@@ -41,11 +41,13 @@ class ModelMeta:
     """Everything downstream steps need to know about a model, stored inside every artifact.
 
     imgsz is (height, width) of the network input. seg_output says whether the drivable/lane outputs
-    are float probabilities ('prob') or a baked uint8 0/1 mask ('mask').
+    are float probabilities ('prob') or a baked uint8 0/1 mask ('mask'). names label the detections
+    (class id order); class_map says which dataset categories they were trained from (val, the INT8 gate).
     """
 
     names: tuple[str, ...] = ("vehicle",)
     imgsz: tuple[int, int] = (384, 640)
+    class_map: dict[str, str] | None = None  # {BDD100K category: name} the names were trained from (None: older artifacts)
     stride: int = 32
     attention: str = "gated"
     size: str = "n"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-data_app = typer.Typer(help="Datasets in the BDD100K multi-task layout (images, JSON boxes, PNG masks).", no_args_is_help=True)
+data_app = typer.Typer(help="Datasets in the BDD100K multi-task layout (images, JSON boxes, PNG masks): synthesize or convert.", no_args_is_help=True)
 model_app = typer.Typer(help="Inspect the network: sizes, attention variants, parameters and GFLOPs.", no_args_is_help=True)
 
 
@@ -36,6 +36,32 @@ def data_synth(
     from model.synth import synth_command
 
     synth_command(out=out, n=n, seed=seed, val_fraction=val_fraction, video=video, frames=frames, workers=workers)
+
+
+@data_app.command("convert")
+def data_convert(
+    source: str = typer.Option(..., "--from", help="Source layout: bdd100k (the official 100K release), yolop or ayolom."),
+    src: Path = typer.Option(..., "--src", help="Root folder of the source dataset."),
+    out: Path = typer.Option(..., "--out", help="Folder to write in the project's layout (images are hard-linked when possible)."),
+    drivable: str = typer.Option("direct", "--drivable", help="bdd100k: direct (YOLOP's choice) or direct+alternative lanes as drivable."),
+    lanes: str = typer.Option("masks", "--lanes", help="bdd100k: lane labels from masks (labels/lane/masks) or polygons (8 px lines)."),
+    workers: int = typer.Option(4, "--workers", min=1, help="Threads decoding and writing images and masks."),
+) -> None:
+    """Convert a BDD100K dataset as downloaded into the project's layout, reporting images kept and skipped.
+
+    Examples:
+
+      roadsight data convert --from bdd100k --src downloads/bdd100k --out data/bdd
+
+      roadsight data convert --from bdd100k --src downloads/bdd100k --out data/bdd-alt --drivable direct+alternative
+
+      roadsight data convert --from ayolom --src downloads/ayolom --out data/bdd
+
+      roadsight data convert --from yolop --src downloads/yolop --out data/bdd
+    """
+    from model.convert import convert_command
+
+    convert_command(source, src, out, drivable, lanes, workers)
 
 
 def model_info(
@@ -91,6 +117,10 @@ def train(
     val_every: int = typer.Option(1, "--val-every", min=1, help="Validate every N epochs (and after the last)."),
     alpha: float = typer.Option(0.5, "--alpha", min=0.0, help="Clipped softmax: gamma = -alpha / tokens; keep it below 1 so fresh, near-uniform attention is not clipped to zero."),
     gate_init: float = typer.Option(0.5, "--gate-init", help="Gated attention: initial gate probability pi_init."),
+    classes: str = typer.Option(
+        "vehicle", "--classes", help="Detected classes: vehicle (car, bus, truck, train merged; default), bdd10, a list "
+        "such as car,truck,bus,motorcycle, or merges such as car=vehicle,pedestrian=person. Stored in every artifact."
+    ),
 ) -> None:
     """Train the multi-task network (vehicles, drivable area, lane lines).
 
@@ -108,6 +138,8 @@ def train(
       roadsight train --data data/synth --weights runs/small/best.pt --imgsz 640x384 --epochs 10 --out runs/large
 
       roadsight train --data data/synth --pretrained yolov8n.pt --epochs 30
+
+      roadsight train --data data/bdd --classes car,truck,bus,motorcycle --out runs/train/4class
     """
     from engines.meta import parse_imgsz
     from model.train import train as run_training
@@ -132,6 +164,7 @@ def train(
         val_every=val_every,
         alpha=alpha,
         gate_init=gate_init,
+        classes=classes,
     )
     best = run_training(opts)
     typer.echo(f"best weights: {best}")
@@ -200,6 +233,8 @@ def val(
 ) -> None:
     """Score a model on a labelled split: detection mAP50/recall, drivable mIoU, lane IoU/accuracy.
 
+    The classes are the model's own (stored by `train --classes`), so labels are mapped as in training.
+
     The protocol (NMS thresholds, input size, frame-size masks, one confusion matrix over the whole set)
     is printed beside the numbers and stored in the JSON.
 
@@ -219,17 +254,16 @@ def val(
 
     if not weights.is_file():
         raise RoadsightError(f"--weights: {weights} does not exist. Expected a .pt, .onnx or .engine file, got no file. Check the path.")
-    if not (data / "images" / split).is_dir():
-        raise RoadsightError(
-            f"--data: {data / 'images' / split} is not a folder. Expected a dataset root with images/{split}/, "
-            f"got {'no folder' if not data.is_dir() else 'a folder without it'}. Create one with `roadsight data synth`."
-        )
+    from model.bdd import BDDDataset, require_split
+
+    require_split(data, split)  # before the model loads
     import engines
-    from model.bdd import BDDDataset
+    from model.classes import stored_class_map
     from model.evaluate import evaluate, format_report
 
-    dataset = BDDDataset(data, split)
     with engines.load(weights, device=device) as engine:
+        dataset = BDDDataset(data, split, stored_class_map(engine.meta.names, engine.meta.class_map))
+        Console().print(dataset.summary())
         results = evaluate(engines.Predictor(engine, conf=conf, iou=iou), dataset, batch=batch, limit=limit, lane_dilate=lane_dilate)
     results["weights"] = str(weights)
     Console().print(format_report(results))

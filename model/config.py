@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from engines.errors import RoadsightError
 from engines.meta import ATTENTION_VARIANTS
+from model.classes import stored_class_map
 
 # YOLOv8 scales: (depth multiple, width multiple, max channels), as in ultralytics' yolov8.yaml.
 SIZES: dict[str, tuple[float, float, int]] = {"n": (0.33, 0.25, 1024), "s": (0.33, 0.50, 1024)}
@@ -19,6 +20,8 @@ class ModelConfig:
 
     size: "n" | "s" (YOLOv8n / YOLOv8s width and depth).
     attention: "vanilla" | "clipped" | "gated" | "clipped+gated".
+    names: class names in class-id order; class_map: {BDD100K category: name} the names were trained from
+        (model.classes; None in old checkpoints: derived from names).
     imgsz: (height, width) of the network input the model is trained for.
     alpha: clipped-softmax strength; gamma = -alpha / T, T = tokens at stride 32 for imgsz (derived, stored).
         Probabilities below alpha / (T + alpha) become 0; alpha >= 1 puts uniform attention (1/T, where a fresh
@@ -31,6 +34,7 @@ class ModelConfig:
     size: str = "n"
     attention: str = "gated"
     names: tuple[str, ...] = ("vehicle",)
+    class_map: dict[str, str] | None = None
     imgsz: tuple[int, int] = (384, 640)
     alpha: float = 0.5
     zeta: float = 1.0
@@ -50,6 +54,7 @@ class ModelConfig:
             )
         if not self.names:
             raise RoadsightError("names: no classes. Expected at least one class name, got (). Use ('vehicle',).")
+        self.class_map = dict(stored_class_map(self.names, self.class_map).mapping)
         if self.alpha < 0 or self.zeta < 1:
             raise RoadsightError(
                 f"clipped softmax: alpha={self.alpha}, zeta={self.zeta}. Expected alpha >= 0 and zeta >= 1. "

@@ -16,6 +16,7 @@ import numpy as np
 
 from engines.preprocess import PAD_VALUE, Letterbox
 from model.bdd import DEFAULT_CLASS_MAP, BDDDataset
+from model.classes import ClassMap
 
 
 def box_candidates(before: np.ndarray, after: np.ndarray, wh_thr: float = 2.0, area_thr: float = 0.1, ar_thr: float = 100.0) -> np.ndarray:
@@ -57,7 +58,7 @@ class TrainDataset(torch.utils.data.Dataset):
     """Items `{"img" (3,h,w) uint8 RGB, "cls" (n,1), "bboxes" (n,4) normalised xywh, "drivable", "lane" (h,w) uint8}`."""
 
     def __init__(self, root: str | Path, split: str = "train", imgsz: tuple[int, int] = (384, 640), augment: bool = True,
-                 class_map: Mapping[str, str] | Sequence[str] = DEFAULT_CLASS_MAP, hsv: tuple[float, float, float] = (0.015, 0.7, 0.4),
+                 class_map: str | Mapping[str, str] | Sequence[str] | ClassMap = DEFAULT_CLASS_MAP, hsv: tuple[float, float, float] = (0.015, 0.7, 0.4),
                  flip: float = 0.5, scale: float = 0.25, translate: float = 0.1, mosaic: float = 0.0, cache: bool = False, seed: int = 0):
         self.base = BDDDataset(root, split, class_map)
         self.names = self.base.names
@@ -69,6 +70,10 @@ class TrainDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.base)
+
+    def summary(self) -> str:
+        """What the split holds (checked when it was built)."""
+        return self.base.summary()
 
     def load(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Sample i resized to fit imgsz (image bilinear/area, masks nearest): image, boxes, classes, drivable, lane."""

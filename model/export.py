@@ -83,6 +83,7 @@ def model_meta(
     return ModelMeta(
         names=tuple(cfg.names),
         imgsz=tuple(imgsz or cfg.imgsz),
+        class_map=dict(cfg.class_map),
         stride=ATTENTION_STRIDE,
         attention=cfg.attention,
         size=cfg.size,

@@ -16,7 +16,7 @@ VEHICLE_COLOURS = (  # BGR, roughly the frequency of real car colours
 BUS_COLOURS = ((30, 190, 235), (220, 220, 220), (150, 90, 30), (40, 40, 170), (60, 140, 60))
 CLOTHES = ((30, 30, 30), (120, 60, 30), (40, 40, 160), (200, 200, 200), (60, 110, 60), (90, 90, 90), (40, 150, 200))
 
-# kind: (category, length range, width range, height range, relative frequency)
+# kind: (BDD100K det_20 category, length range, width range, height range, relative frequency)
 VEHICLE_KINDS = {
     "sedan": ("car", (4.3, 4.9), (1.72, 1.86), (1.38, 1.5), 0.34),
     "hatch": ("car", (3.7, 4.2), (1.66, 1.78), (1.42, 1.55), 0.14),
@@ -25,8 +25,8 @@ VEHICLE_KINDS = {
     "bus": ("bus", (10.0, 12.5), (2.45, 2.55), (2.9, 3.4), 0.07),
     "truck": ("truck", (7.0, 10.0), (2.4, 2.55), (3.2, 4.0), 0.11),
     "pickup": ("truck", (5.0, 5.6), (1.9, 2.0), (1.75, 1.95), 0.03),
-    "motor": ("motor", (1.9, 2.2), (0.7, 0.85), (1.1, 1.3), 0.03),  # with a rider (BDD100K: motor + rider)
-    "bike": ("bike", (1.6, 1.8), (0.45, 0.6), (0.95, 1.05), 0.015),  # with a rider
+    "motor": ("motorcycle", (1.9, 2.2), (0.7, 0.85), (1.1, 1.3), 0.03),  # with a rider (BDD100K: motorcycle + rider)
+    "bike": ("bicycle", (1.6, 1.8), (0.45, 0.6), (0.95, 1.05), 0.015),  # with a rider
 }
 SCENE_TYPES = ("city street", "highway", "residential")
 

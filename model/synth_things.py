@@ -183,7 +183,8 @@ def prop_thing(pr: Prop, path: RoadPath, cam: Camera, lit: bool) -> Thing:
     """People, signs, traffic lights (labelled) and trees, buildings, lamps (clutter)."""
     base = path.points(np.array([pr.d]), pr.o)[0]
     labelled = pr.kind in ("person", "traffic sign", "traffic light")
-    thing = Thing(pr.kind if labelled else None, float(np.hypot(base[0], base[2])))
+    category = "pedestrian" if pr.kind == "person" else pr.kind  # BDD100K det_20 spelling
+    thing = Thing(category if labelled else None, float(np.hypot(base[0], base[2])))
 
     def add(pts2d: np.ndarray, colour: tuple, glow: tuple | None = None, in_box: bool = True) -> None:
         thing.parts.append(Part(_billboard(cam, base, pts2d), colour, glow, in_box))

@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ultralytics.utils.torch_utils import ModelEMA
 
 from engines.errors import RoadsightError
+from model.classes import parse_classes, stored_class_map
 from model.config import ModelConfig
 from model.loss import ITEMS, RoadLoss
 from model.network import RoadNet, read_checkpoint, save_checkpoint
@@ -58,13 +59,19 @@ def train(opts: TrainOptions, validate: Validator | None = None, console: Consol
         raise RoadsightError(f"resume: {last_path} has no optimizer state. Expected a last.pt written by `roadsight train`.")
     imgsz = tuple(resume["config"]["imgsz"]) if resume else opts.imgsz
 
-    # ---- data
-    train_set = TrainDataset(opts.data, "train", imgsz, augment=opts.augment)
+    # ---- data (checked whole before the first epoch; resumed runs keep their checkpoint's classes)
+    classes = stored_class_map(resume["config"]["names"], resume["config"].get("class_map")) if resume else parse_classes(opts.classes)
+    train_set = TrainDataset(opts.data, "train", imgsz, augment=opts.augment, class_map=classes)
+    console.print(train_set.summary())
     if len(train_set) < opts.batch:
         raise RoadsightError(
             f"train: {len(train_set)} training images in {opts.data} but --batch {opts.batch}. "
             f"Expected at least one full batch. Lower --batch or add images."
         )
+    if validate is None:
+        validate = default_validator(opts.data, classes)
+    if validate is None:
+        console.print("[yellow]no validation (no DATA/images/val or model.evaluate missing): best.pt = lowest train loss")
     loader = torch.utils.data.DataLoader(
         train_set,
         batch_size=opts.batch,
@@ -77,22 +84,19 @@ def train(opts: TrainOptions, validate: Validator | None = None, console: Consol
         generator=torch.Generator().manual_seed(opts.seed),
         worker_init_fn=_seed_worker,
     )
-    if validate is None:
-        validate = default_validator(opts.data)
-    if validate is None:
-        console.print("[yellow]no validation (no DATA/images/val or model.evaluate missing): best.pt = lowest train loss")
 
     # ---- model, loss, optimizer, EMA (or everything from last.pt with --resume)
     start = read_checkpoint(opts.weights) if opts.weights else None
     if resume:
         cfg = ModelConfig.from_dict(resume["config"])
     elif start:
-        cfg = fine_tune_config(start["config"], opts, tuple(train_set.names))
+        cfg = fine_tune_config(start["config"], opts, classes)
     else:
         cfg = ModelConfig(
             size=opts.size,
             attention=opts.attention,
-            names=tuple(train_set.names),
+            names=classes.names,
+            class_map=dict(classes.mapping),
             imgsz=opts.imgsz,
             alpha=opts.alpha,
             gate_init=opts.gate_init,
@@ -121,6 +125,8 @@ def train(opts: TrainOptions, validate: Validator | None = None, console: Consol
         console.print(f"resuming {last_path} at epoch {start_epoch + 1}/{opts.epochs} ({cfg.size}, {cfg.attention})")
         if (opts.size, opts.attention, tuple(opts.imgsz)) != (cfg.size, cfg.attention, cfg.imgsz):
             console.print("[yellow]--size/--attention/--imgsz ignored: the architecture comes from last.pt")
+        if parse_classes(opts.classes).names != cfg.names:
+            console.print(f"[yellow]--classes ignored: last.pt detects {', '.join(cfg.names)}")
         if start_epoch >= opts.epochs:
             raise RoadsightError(
                 f"resume: {last_path} already finished {start_epoch} epochs. Expected --epochs > {start_epoch}, "

@@ -13,6 +13,7 @@ from model.ultra import torch
 from torch import nn
 
 from engines.errors import RoadsightError
+from model.classes import ClassMap, parse_classes
 from model.config import ModelConfig
 
 # A validation hook: EMA model (eval mode) -> metrics; must contain "fitness" (higher is better).
@@ -46,6 +47,7 @@ class TrainOptions:
     gate_init: float = 0.5
     grad_clip: float = 10.0
     augment: bool = True
+    classes: str = "vehicle"  # a --classes spec (model.classes): preset, list or category=name merges
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -60,6 +62,7 @@ class TrainOptions:
             )
         if self.optimizer not in ("adamw", "sgd"):
             raise RoadsightError(f"optimizer: unknown {self.optimizer!r}. Expected adamw or sgd, got {self.optimizer!r}.")
+        parse_classes(self.classes)  # a bad spec fails here, before any data is read
         if self.lr is None:
             self.lr = 0.002 if self.optimizer == "adamw" else 0.01
         if self.epochs < 1 or self.batch < 1 or self.val_every < 1:
@@ -75,14 +78,16 @@ class TrainOptions:
         return out
 
 
-def fine_tune_config(stored: dict, opts: TrainOptions, names: tuple[str, ...]) -> ModelConfig:
-    """The architecture of a checkpoint (size, attention, alpha...) at the new --imgsz; its classes must match the data."""
+def fine_tune_config(stored: dict, opts: TrainOptions, classes: ClassMap) -> ModelConfig:
+    """The architecture of a checkpoint (size, attention, alpha...) at the new --imgsz and the run's class map;
+    its class names must match the run's."""
     cfg = ModelConfig.from_dict({**{k: v for k, v in stored.items() if k != "gamma"}, "imgsz": list(opts.imgsz)})
-    if cfg.names != names:
+    if cfg.names != classes.names:
         raise RoadsightError(
-            f"--weights: the checkpoint detects {list(cfg.names)} but {opts.data} has {list(names)}. "
-            "Expected the same classes. Train from scratch (no --weights) for other classes."
+            f"--weights: the checkpoint detects {list(cfg.names)} but --classes {opts.classes} gives {list(classes.names)}. "
+            "Expected the same classes. Pass the checkpoint's classes, or train from scratch (no --weights) for other classes."
         )
+    cfg.class_map = dict(classes.mapping)
     return cfg
 
 
@@ -146,9 +151,9 @@ def fitness(metrics: dict[str, float]) -> float:
     return sum(float(metrics[k]) for k in keys) / len(keys)
 
 
-def default_validator(data: Path) -> Validator | None:
+def default_validator(data: Path, classes: ClassMap | str = "vehicle") -> Validator | None:
     """Validation through the public interfaces: the in-memory EMA model behind engines' TorchEngine ->
-    engines.Predictor (conf 0.001, IoU 0.6) -> model.evaluate.evaluate on BDDDataset(DATA, "val").
+    engines.Predictor (conf 0.001, IoU 0.6) -> model.evaluate.evaluate on BDDDataset(DATA, "val", classes).
     None when DATA has no val split or those modules are missing."""
     if not (data / "images" / "val").is_dir():
         return None
@@ -159,7 +164,7 @@ def default_validator(data: Path) -> Validator | None:
         from model.evaluate import evaluate
     except ImportError:
         return None
-    val_set = BDDDataset(data, "val")
+    val_set = BDDDataset(data, "val", classes)
 
     def validate(model: nn.Module) -> dict[str, float]:
         with TorchEngine.from_model(model) as engine:

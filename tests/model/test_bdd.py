@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from engines.errors import RoadsightError
-from model.bdd import DEFAULT_CLASS_MAP, BDDDataset, resolve_class_map
+from model.bdd import DEFAULT_CLASS_MAP, BDDDataset
+from model.classes import class_map
 
 H, W = 48, 80
 OBJECTS = [
@@ -62,13 +63,15 @@ def test_class_maps(root):
     np.testing.assert_array_equal(s.boxes[0], [1.5, 2.0, 10.0, 12.25])
     grouped = BDDDataset(root, "val", {"car": "light", "truck": "heavy", "bus": "heavy", "person": "vru"})
     assert grouped.names == ("light", "heavy", "vru") and grouped.read(0).classes.tolist() == [0, 2, 1, 1]
-    assert resolve_class_map(DEFAULT_CLASS_MAP)[1] == ("vehicle",)
+    assert class_map(DEFAULT_CLASS_MAP).names == ("vehicle",)
 
 
 def test_det20_style_labels(tmp_path):
     write_sample(tmp_path, "train", "x", [])
     (tmp_path / "det_annotations" / "train" / "x.json").write_text(json.dumps({"name": "x", "labels": OBJECTS}))
     assert BDDDataset(tmp_path, "train").read(0).boxes.shape == (3, 4)
+    (tmp_path / "det_annotations" / "train" / "x.json").write_text(json.dumps({"name": "x", "attributes": {}}))  # no "labels"
+    assert BDDDataset(tmp_path, "train").read(0).boxes.shape == (0, 4)
 
 
 def one_line_error(fn) -> str:
@@ -84,17 +87,18 @@ def test_errors_are_one_line(root, tmp_path):
     assert "images/test" in one_line_error(lambda: BDDDataset(root, "test")).replace("\\", "/")
     (root / "images" / "empty").mkdir()
     assert "no images" in one_line_error(lambda: BDDDataset(root, "empty"))
-    (root / "ll_seg_annotations" / "val" / "b.png").unlink()
-    text = one_line_error(lambda: BDDDataset(root, "val").read(1))
-    assert "b.png" in text and "lane" in text
     (root / "images" / "val" / "a.png").write_bytes(b"not an image")
-    assert "a.png" in one_line_error(lambda: BDDDataset(root, "val").read(0))
+    assert "a.png" in one_line_error(lambda: BDDDataset(root, "val"))  # decoded when the split is opened
+    write_sample(root, "val", "a", OBJECTS)
     (root / "det_annotations" / "val" / "b.json").write_text("{broken")
-    assert "b.json" in one_line_error(lambda: BDDDataset(root, "val").read_labels(1))
+    assert "b.json" in one_line_error(lambda: BDDDataset(root, "val"))
     assert "class_map" in one_line_error(lambda: BDDDataset(root, "val", []))
+    (root / "ll_seg_annotations" / "val" / "b.png").unlink()
+    text = one_line_error(lambda: BDDDataset(root, "val"))  # at build time, not when sample b is reached
+    assert "1 of 2 images" in text and "b.png" in text and "lane" in text
 
 
 def test_mask_size_mismatch(tmp_path):
     write_sample(tmp_path, "train", "m", OBJECTS)
     cv2.imwrite(str(tmp_path / "da_seg_annotations" / "train" / "m.png"), np.zeros((10, 10), np.uint8))
-    assert "80x48" in one_line_error(lambda: BDDDataset(tmp_path, "train").read(0))
+    assert "80x48" in one_line_error(lambda: BDDDataset(tmp_path, "train"))

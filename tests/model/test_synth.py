@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 
 from model.bdd import BDDDataset
+from model.classes import BDD10
 from model.synth import generate, make_scene
 from model.synth_render import LANE_LABEL_PX
 from model.synth_video import write_video
 
 W, H = 320, 180
-ALL = ["car", "bus", "truck", "train", "motor", "bike", "rider", "person", "traffic sign", "traffic light"]
+ALL = list(BDD10)  # the generator writes det_20 spellings
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +55,7 @@ def test_loader_returns_the_generated_boxes(dataset):
             assert ((sample.boxes[:, 0] >= 0) & (sample.boxes[:, 2] <= W) & (sample.boxes[:, 1] >= 0) & (sample.boxes[:, 3] <= H)).all()
             assert (sample.boxes[:, 2] > sample.boxes[:, 0]).all() and (sample.boxes[:, 3] > sample.boxes[:, 1]).all()
     assert sum(len(r.objects) for r in records) > 0
+    assert {c for r in records for c, _ in r.objects} <= set(BDD10)
 
 
 def test_masks_are_binary_and_plausible(dataset):

@@ -11,6 +11,7 @@ from engines.errors import RoadsightError
 from model.ultra import torch
 from model.network import load_checkpoint, read_checkpoint
 from model.train import train
+from model.classes import class_map
 from model.train_utils import TrainOptions, fine_tune_config, lr_at
 from tests.model.test_loss import H, W, synthetic_batch
 
@@ -20,9 +21,12 @@ class TinySet(torch.utils.data.Dataset):
 
     names = ("vehicle",)
 
-    def __init__(self, root, split, imgsz, augment=True):
-        assert imgsz == (H, W)
+    def __init__(self, root, split, imgsz, augment=True, class_map=None):
+        assert imgsz == (H, W) and class_map.names == self.names
         self.batch = synthetic_batch(2)
+
+    def summary(self):
+        return "tiny set: 4 items"
 
     def __len__(self):
         return 4
@@ -115,10 +119,14 @@ def test_fine_tune_config_moves_to_the_new_size_and_checks_classes(tmp_path):
     from model.config import ModelConfig
 
     stored = ModelConfig(attention="clipped", imgsz=(192, 320), names=("vehicle",)).to_dict()
-    cfg = fine_tune_config(stored, TrainOptions(data=tmp_path, imgsz=(384, 640)), ("vehicle",))
+    merged = class_map({"car": "vehicle", "bus": "vehicle"})  # same name, other categories: the run's map is kept
+    cfg = fine_tune_config(stored, TrainOptions(data=tmp_path, imgsz=(384, 640)), merged)
     assert cfg.imgsz == (384, 640) and cfg.gamma == pytest.approx(-0.5 / 240) and cfg.attention == "clipped"
+    assert cfg.class_map == {"car": "vehicle", "bus": "vehicle"} and stored["class_map"]["truck"] == "vehicle"
     with pytest.raises(RoadsightError, match="checkpoint detects"):
-        fine_tune_config(stored, TrainOptions(data=tmp_path), ("car", "bus"))
+        fine_tune_config(stored, TrainOptions(data=tmp_path, classes="car,bus"), class_map("car,bus"))
+    with pytest.raises(RoadsightError, match="--classes: unknown BDD100K category 'cars'"):
+        TrainOptions(data=tmp_path, classes="cars,bus")
 
 
 def test_default_validator_scores_ema_model_on_val_split(tmp_path):
