@@ -100,6 +100,7 @@ class OpenVinoEngine(Engine):
     def __init__(self, path: str | Path, device: str = "openvino", precision: str = "auto", threads: int = 0, cache: bool = True):
         super().__init__(path)
         self.device_name = parse_device(device)
+        self.device = f"openvino:{self.device_name}"
         if precision not in PRECISIONS:
             raise RoadsightError(f"--precision: unknown value {precision!r}. Expected one of {', '.join(PRECISIONS)}, got {precision!r}.")
         self.precision, self.threads, self.cache = precision, threads, cache
