@@ -129,7 +129,7 @@ def run(
 
 def demo(
     source: str = typer.Option(None, "--source", "-s", help="Camera index (0), video file or any `run` source. Default: a synthetic 1280x720 drive clip, rendered once and cached in --out."),
-    model: Path = typer.Option(None, "--model", "-m", help="Model to run instead of the shipped roadsight-n INT8 CPU model (.onnx, .engine, .pt); an X.onnx beside X.int8-*.onnx is the benchmark's FP32 reference."),
+    model: Path = typer.Option(None, "--model", "-m", help="Model to run instead of the shipped roadsight-n INT8 model (int8-trt on OpenVINO, int8-cpu on ONNX Runtime) (.onnx, .engine, .pt); an X.onnx beside X.int8-*.onnx is the benchmark's FP32 reference."),
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Output folder: demo.mp4, demo.jsonl, bench.json, demo.json and the cached clip."),
     show: bool = typer.Option(False, "--show", help="Show the annotated frames in a window (q or Esc stops); needs a display."),
     runs: int = typer.Option(30, "--runs", "-n", min=0, help="Model-only benchmark runs per model, interleaved (0 skips the benchmark)."),
@@ -138,12 +138,14 @@ def demo(
     """Try roadsight in one command: the shipped model on a drive clip, with a video, JSONL and a benchmark.
 
     Without arguments it needs only the runtime (no torch): it renders a short synthetic drive clip (cached),
-    streams it through the pipeline with the shipped INT8 CPU model, times the INT8 model against the shipped
-    FP32 model, and prints fps, latency, what was detected and where the files are.
+    streams it through the pipeline with the shipped INT8 model on the fastest installed CPU backend (OpenVINO,
+    else ONNX Runtime; the report says which), times the INT8 model against the shipped FP32 model, and prints
+    fps, latency, what was detected and where the files are.
 
     Examples:
         roadsight demo
         roadsight demo --show
+        roadsight demo --device cpu
         roadsight demo --source 0 --show
         roadsight demo --source drive.mp4 --model runs/train/best.int8-cpu.onnx --out runs/demo-mine
     """

@@ -1,7 +1,9 @@
 """`roadsight demo`: the shipped model on a synthetic drive clip (or a camera/file), end to end, in one command.
 
-1. The model: the shipped roadsight-n INT8 CPU ONNX (`app.zoo`) unless `--model` is given; the benchmark's
-   reference is the FP32 ONNX beside it (the shipped `roadsight-n.onnx`, or `X.onnx` for `X.int8-*.onnx`).
+1. The backend: `--device auto` is OpenVINO when installed, else ONNX Runtime (`engines.fastest_cpu_device`).
+   The model: the shipped roadsight-n INT8 ONNX for that backend (`app.zoo`, `SHIPPED_INT8`) unless `--model`
+   is given; the benchmark's reference is the FP32 ONNX beside it (the shipped `roadsight-n.onnx`, or `X.onnx`
+   for `X.int8-*.onnx`).
 2. The source: `--source`, or a synthetic 1280x720 drive clip rendered once by `model.synth_video` (numpy +
    OpenCV, no torch) and cached in the output folder, so the next demo starts at once.
 3. The streaming pipeline (`app.pipeline`) writes `demo.mp4` (annotated) and `demo.jsonl`; `--show` adds a window.
