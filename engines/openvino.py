@@ -69,11 +69,10 @@ def _spec(port) -> TensorSpec:
 
 
 def _read_meta(model, source: str) -> ModelMeta:
-    """The roadsight metadata the ONNX frontend keeps in the model's rt_info (`framework` section)."""
-    for path in (["framework", "roadsight"], ["roadsight"]):
-        if model.has_rt_info(path):
-            return ModelMeta.from_props({"roadsight": model.get_rt_info(path).astype(str)}, source=source)
-    return ModelMeta.from_props({}, source=source)
+    """The roadsight metadata, which the ONNX frontend keeps in the model's rt_info (`framework` section)."""
+    key = ["framework", "roadsight"]
+    props = {"roadsight": model.get_rt_info(key).astype(str)} if model.has_rt_info(key) else {}
+    return ModelMeta.from_props(props, source=source)
 
 
 def unsigned_activations(model) -> int:
@@ -117,7 +116,7 @@ def runtime_precision(compiled) -> str:
     counts: Counter = Counter()
     for node in compiled.get_runtime_model().get_ordered_ops():
         info = node.get_rt_info()
-        if info["layerType"].astype(str) in COMPUTE_TYPES:
+        if "runtimePrecision" in info and info["layerType"].astype(str) in COMPUTE_TYPES:
             counts[info["runtimePrecision"].astype(str).lower()] += 1
     floats = [p for p, _ in counts.most_common() if p not in INT8_TYPES]
     float_part = floats[0] if floats else compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
@@ -173,7 +172,14 @@ class OpenVinoEngine(Engine):
             config["INFERENCE_PRECISION_HINT"] = self.precision
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = self.threads
-        compiled = core.compile_model(model, self.device_name, config)
+        try:
+            compiled = core.compile_model(model, self.device_name, config)
+        except RuntimeError as error:
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise RoadsightError(
+                f"{self.path.name}: OpenVINO cannot compile it for {self.device_name}. Expected a supported model and "
+                f"precision, got: {first_line}. Try --precision f32 or --device cpu."
+            ) from error
         # the source model's ports carry the ONNX names alone (compiled ports add fused tensors' names)
         self.inputs = [_spec(port) for port in model.inputs]
         self.outputs = [_spec(port) for port in model.outputs]

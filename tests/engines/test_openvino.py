@@ -148,3 +148,18 @@ def test_missing_openvino_is_one_line(tiny, monkeypatch):
         engines.load(tiny, device="openvino")
     assert "OpenVINO is not installed" in str(error.value) and "\n" not in str(error.value)
     assert engines.fastest_cpu_device() == "cpu"
+
+
+@needs_openvino
+def test_unreadable_model_and_missing_metadata_are_one_line(tmp_path):
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not an onnx file")
+    with pytest.raises(RoadsightError, match="OpenVINO cannot read it"):
+        engines.load(broken, device="openvino", cache=False)
+    import onnx
+
+    bare = onnx.load(str(make_tiny_onnx(tmp_path / "bare.onnx")))
+    del bare.metadata_props[:]
+    onnx.save(bare, str(tmp_path / "bare.onnx"))
+    with pytest.raises(RoadsightError, match="no roadsight metadata inside"):
+        engines.load(tmp_path / "bare.onnx", device="openvino", cache=False)
