@@ -313,9 +313,8 @@ def run(
                                           progress=lambda done: bar.update(task, completed=done))
         report["model_only"], report["notes"] = results, skipped
         if source is not None:
-            from app.benchpipe import pipeline_runs
-
             from app.benchdraw import draw_encode
+            from app.benchpipe import pipeline_runs
 
             report["draw_encode"] = draw_encode(opened, Path(source), results, frames, console=console)
             report["pipeline"] = pipeline_runs(opened, Path(source), results, frames, console=console)
