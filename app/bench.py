@@ -53,15 +53,17 @@ def display_names(paths: list[Path]) -> list[str]:
 
 
 def describe_model(engine: Engine, name: str, device: str, threads: int) -> dict:
-    """What the JSON states about one engine: backend, precision, input, batch range, outputs."""
+    """What the JSON states about one engine: backend, precision (stored and actually run), input, batch range."""
     meta, spec = engine.meta, engine.inputs[0]
     return {
         "name": name,
         "path": str(engine.path),
         "backend": engine.backend,
         "device": device,
-        "threads": threads if engine.backend == "onnxruntime" else None,
+        "threads": threads if engine.backend in ("onnxruntime", "openvino") else None,
         "precision": meta.precision,
+        "runtime_precision": getattr(engine, "runtime_precision", None),
+        "precision_hint": getattr(engine, "precision", None) if engine.backend == "openvino" else None,
         "imgsz": format_imgsz(meta.imgsz),
         "input": spec.describe(),
         "batch": "dynamic" if spec.shape[0] is None else spec.shape[0],
@@ -209,18 +211,35 @@ INCLUDES = {
 }
 
 
-def open_engines(paths: list[Path], device: str, threads: int) -> list[tuple[str, Engine]]:
-    """Load every model (ONNX Runtime with `threads` intra-op threads, TensorRT with CUDA-event timing)."""
+def parse_devices(text: str) -> list[str]:
+    """'cpu,openvino' -> ['cpu', 'openvino'] (unique, in order); empty -> ['auto']."""
+    return list(dict.fromkeys(d.strip() for d in str(text).split(",") if d.strip())) or ["auto"]
+
+
+def open_engines(paths: list[Path], device: str, threads: int, precision: str = "auto") -> list[tuple[str, Engine]]:
+    """Load every model on every device of `device` ('cpu,openvino'); labels get '@device' when there are several.
+
+    'auto' is the fastest installed CPU backend for an .onnx (`engines.fastest_cpu_device`); ONNX Runtime and
+    OpenVINO get `threads`, OpenVINO the `precision` hint, TensorRT engines CUDA-event timing (opened once).
+    """
     import engines
 
+    devices = parse_devices(device)
     opened: list[tuple[str, Engine]] = []
     try:
-        for name, path in zip(display_names(paths), paths):
-            backend = engines.SUFFIXES.get(path.suffix.lower())
-            options = {"intra_op_threads": threads} if backend == "onnxruntime" else {}
-            if backend == "tensorrt":
-                options["timing"] = True
-            opened.append((name, engines.load(path, device=device, **options)))
+        for index, device in enumerate(devices):
+            for name, path in zip(display_names(paths), paths):
+                backend = engines.SUFFIXES.get(path.suffix.lower())
+                if backend != "onnxruntime" and index:
+                    continue  # only an .onnx changes backend with the device
+                resolved = engines.fastest_cpu_device() if device == "auto" and backend == "onnxruntime" else device
+                options = {"intra_op_threads": threads} if backend == "onnxruntime" else {}
+                if backend == "onnxruntime" and resolved.lower().startswith("openvino"):
+                    options = {"threads": threads, "precision": precision}
+                if backend == "tensorrt":
+                    options["timing"] = True
+                label = f"{name}@{resolved}" if len(devices) > 1 and backend == "onnxruntime" else name
+                opened.append((label, engines.load(path, device=resolved, **options)))
     except BaseException:
         for _, engine in opened:
             engine.close()
@@ -258,9 +277,13 @@ def model_only(
 
 def run(
     models: list[Path], batches: list[int], runs: int, warmup: int, device: str = "cpu", threads: int = 0,
-    source: Path | None = None, name: str = "bench", console=None, frames: int = 0,
+    source: Path | None = None, name: str = "bench", console=None, frames: int = 0, precision: str = "auto",
 ) -> dict:
-    """The whole benchmark: model-only (interleaved), then pipeline runs on `source`; returns the report."""
+    """The whole benchmark: model-only (interleaved), then pipeline runs on `source`; returns the report.
+
+    `device` may list several, comma-separated ('cpu,openvino'): every model runs on each; 'auto' is the
+    fastest installed CPU backend. `precision` is OpenVINO's inference precision hint ('f32' forces FP32).
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from app import sysinfo
@@ -274,14 +297,15 @@ def run(
         "machine": sysinfo.machine(),
         "versions": sysinfo.versions(),
         "settings": {"runs": runs, "warmup": warmup, "batches": batches, "device": device, "threads": threads,
+                     "precision_hint": precision,
                      "source": str(source) if source else None,
                      "pipeline_frames": frames or "all", "order": "interleaved round-robin, rotated start"},
         "includes": dict(INCLUDES),
     }
     frame = first_frame(source) if source else None
-    opened = open_engines([Path(m) for m in models], device, threads)
+    opened = open_engines([Path(m) for m in models], device, threads, precision)
     try:
-        report["models"] = [describe_model(engine, label, device, threads) for label, engine in opened]
+        report["models"] = [describe_model(engine, label, getattr(engine, "device", device), threads) for label, engine in opened]
         with Progress(TextColumn("model-only"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       console=console, transient=True) as bar:
             task = bar.add_task("rounds", total=runs)
@@ -289,8 +313,10 @@ def run(
                                           progress=lambda done: bar.update(task, completed=done))
         report["model_only"], report["notes"] = results, skipped
         if source is not None:
+            from app.benchdraw import draw_encode
             from app.benchpipe import pipeline_runs
 
+            report["draw_encode"] = draw_encode(opened, Path(source), results, frames, console=console)
             report["pipeline"] = pipeline_runs(opened, Path(source), results, frames, console=console)
     finally:
         for _, engine in opened:

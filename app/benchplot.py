@@ -54,8 +54,9 @@ def save_plot(report: dict, path: str | Path) -> str | None:
     height = max(3.5, 0.55 * max(len(results), len(rows)) + 1.8)
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, height), layout="constrained")
 
+    runs = {m["name"]: f"{m['backend']} {m.get('runtime_precision') or m['precision']}" for m in report.get("models", [])}
     labels = [
-        f"{r['model']}\nbatch {r['batch']}\np50 {r['latency_ms']['median']:.3g}  p99 {r['latency_ms']['p99']:.3g}"
+        f"{r['model']}\n{runs.get(r['model'], '')} batch {r['batch']}\np50 {r['latency_ms']['median']:.3g}  p99 {r['latency_ms']['p99']:.3g}"
         for r in results
     ]
     new_api = tuple(int(part) for part in matplotlib.__version__.split(".")[:2]) >= (3, 10)

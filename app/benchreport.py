@@ -34,12 +34,15 @@ def header_lines(report: dict) -> list[str]:
         f"machine: {describe_machine(report['machine'])}",
         f"versions: {describe_versions(report['versions'])}",
         f"settings: runs {settings['runs']}, warm-up {settings['warmup']}, batch {settings['batches']}, "
-        f"device {settings['device']}, ORT intra-op threads {settings['threads'] or 'default'}, interleaved round-robin",
+        f"device {settings['device']}, threads {settings['threads'] or 'default'}, interleaved round-robin",
     ]
     for model in report["models"]:
+        runs = f", runs {model['runtime_precision']}" if model.get("runtime_precision") else ""
+        device = str(model.get("device") or "-")
+        device = device.partition(":")[2] or device if device.startswith(model["backend"]) else device
         lines.append(
-            f"  {model['name']}: {model['backend']} {model['precision']}, input {model['input']} "
-            f"({model['imgsz']}), batch {model['batch']}, seg {model['seg_output']}"
+            f"  {model['name']}: {model['backend']} {device}, {model['precision']} model{runs}, "
+            f"input {model['input']} ({model['imgsz']}), batch {model['batch']}, seg {model['seg_output']}"
         )
     lines.append(f"model-only: {report['includes']['model_only']}")
     if report.get("pipeline"):
@@ -89,11 +92,28 @@ def pipeline_table(report: dict) -> Table:
     return table
 
 
+def draw_encode_table(report: dict) -> Table:
+    """Draw and mp4v encode per frame (median, p90, p99 ms) and draw + encode vs the first model's model-only median."""
+    result = report["draw_encode"]
+    table = _table(f"Draw + encode per {result['frame_size']} frame ({result['frames']} frames, {result['codec']}); "
+                   f"vs = median / {result['reference_model']} model-only median")
+    for column in ("stage", "median", "p90", "p99", "vs model-only"):
+        table.add_column(column, justify="left" if column == "stage" else "right", no_wrap=True)
+    reference = result.get("reference_model_only_median_ms")
+    for stage in ("draw", "encode", "draw_encode"):
+        lat = result[stage]
+        share = lat["median"] / reference if reference else None
+        table.add_row(stage.replace("_", " + "), _ms(lat["median"]), _ms(lat["p90"]), _ms(lat["p99"]), _ratio(share))
+    return table
+
+
 def print_report(report: dict, console: Console) -> None:
-    """Header lines, the model-only table and, when measured, the pipeline table."""
+    """Header lines, the model-only table and, when measured, the draw + encode and pipeline tables."""
     for line in header_lines(report):
         console.print(line, highlight=False, soft_wrap=True)
     console.print(model_table(report))
+    if report.get("draw_encode"):
+        console.print(draw_encode_table(report))
     if report.get("pipeline"):
         console.print(pipeline_table(report))
 

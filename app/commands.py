@@ -13,7 +13,8 @@ def bench(
     source: Path = typer.Option(None, "--source", "-s", help="Video clip: also time the whole pipeline per stage on it, with and without drawing/encoding."),
     frames: int = typer.Option(300, "--frames", min=0, help="Pipeline mode: frames of the clip to run (0: all)."),
     threads: int = typer.Option(0, "--threads", "-t", min=0, help="ONNX Runtime intra-op threads per engine (0: ONNX Runtime's default)."),
-    device: str = typer.Option("cpu", "--device", "-d", help="cpu, cuda[:N] or tensorrt[:N] for ONNX Runtime; TensorRT engines always use the GPU."),
+    device: str = typer.Option("auto", "--device", "-d", help="auto (the fastest installed CPU backend), cpu, cuda[:N], tensorrt[:N] (ONNX Runtime), openvino, openvino:GPU; comma-separated runs every model on each. TensorRT engines always use the GPU."),
+    precision: str = typer.Option("auto", "--precision", help="OpenVINO inference precision: auto (its default, bf16 on CPUs that have it), f32, bf16 or f16."),
     out: Path = typer.Option(None, "--out", "-o", help="Folder for bench.json and bench.png (default runs/bench/<date-time>)."),
     compare: tuple[Path, Path] | None = typer.Option(None, "--compare", help="Show two saved bench.json side by side and exit."),
 ) -> None:
@@ -25,6 +26,8 @@ def bench(
 
     Examples:
         roadsight bench -m model.onnx -m model.int8-cpu.onnx --batch 1,4 --runs 300
+        roadsight bench -m model.onnx -m model.int8-trt.onnx --device cpu,openvino --source clip.mp4
+        roadsight bench -m model.onnx --device openvino --precision f32
         roadsight bench -m model.engine -m model.onnx --device cuda --source clip.mp4 --out runs/bench/orin
         roadsight bench --compare runs/bench/cpu/bench.json runs/bench/orin/bench.json
     """
@@ -41,7 +44,8 @@ def bench(
         return
     out = out or Path("runs/bench") / time.strftime("%Y%m%d-%H%M%S")
     report = bench_impl.run(
-        model or [], bench_impl.parse_batches(batch), runs, warmup, device, threads, source, out.name, console, frames
+        model or [], bench_impl.parse_batches(batch), runs, warmup, device, threads, source, out.name, console, frames,
+        precision=precision,
     )
     print_report(report, console)
     json_path, png_path, reason = bench_impl.save(report, out)
@@ -57,7 +61,7 @@ def video(
     workers: int = typer.Option(None, "--workers", "-w", min=1, help="Files processed at once (default: CPU cores // 2; on GPUs one per GPU)."),
     video_out: bool = typer.Option(True, "--video/--no-video", help="Write an annotated video per input."),
     jsonl: bool = typer.Option(True, "--jsonl/--no-jsonl", help="Write one JSON line per frame per input."),
-    device: str = typer.Option("cpu", "--device", "-d", help="cpu, cuda[:N] or tensorrt[:N]; without an index every GPU gets one worker."),
+    device: str = typer.Option("cpu", "--device", "-d", help="cpu, cuda[:N] or tensorrt[:N]; without an index every GPU gets one worker; openvino or openvino:GPU for OpenVINO."),
     threads: int = typer.Option(None, "--threads", "-t", min=1, help="ONNX Runtime intra-op threads per worker (default: cores // workers)."),
     conf: float = typer.Option(0.25, "--conf", min=0.0, max=1.0, help="Detection confidence threshold."),
     iou: float = typer.Option(0.45, "--iou", min=0.0, max=1.0, help="NMS IoU threshold."),
@@ -96,7 +100,7 @@ def run(
     iou: float = typer.Option(0.45, "--iou", min=0.0, max=1.0, help="NMS IoU threshold."),
     live: bool = typer.Option(None, "--live/--no-live", help="Force the policy: live keeps only the newest frame (drops counted, bounded latency); no-live processes every frame in order. Default: by source (cameras and URLs live, files not)."),
     reconnect_timeout: float = typer.Option(30.0, "--reconnect-timeout", min=0.0, help="Seconds a network source may stay down before it is given up (0: a drop ends it)."),
-    device: str = typer.Option("cpu", "--device", "-d", help="cpu, cuda[:N] or tensorrt[:N] for ONNX Runtime; TensorRT engines always use the GPU."),
+    device: str = typer.Option("cpu", "--device", "-d", help="cpu, cuda[:N] or tensorrt[:N] for ONNX Runtime; openvino or openvino:GPU for OpenVINO; TensorRT engines always use the GPU."),
 ) -> None:
     """Run the model on live or recorded sources: window, annotated video, JSONL, frame dumps.
 
@@ -125,21 +129,23 @@ def run(
 
 def demo(
     source: str = typer.Option(None, "--source", "-s", help="Camera index (0), video file or any `run` source. Default: a synthetic 1280x720 drive clip, rendered once and cached in --out."),
-    model: Path = typer.Option(None, "--model", "-m", help="Model to run instead of the shipped roadsight-n INT8 CPU model (.onnx, .engine, .pt); an X.onnx beside X.int8-*.onnx is the benchmark's FP32 reference."),
+    model: Path = typer.Option(None, "--model", "-m", help="Model to run instead of the shipped roadsight-n INT8 model (int8-trt on OpenVINO, int8-cpu on ONNX Runtime) (.onnx, .engine, .pt); an X.onnx beside X.int8-*.onnx is the benchmark's FP32 reference."),
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Output folder: demo.mp4, demo.jsonl, bench.json, demo.json and the cached clip."),
     show: bool = typer.Option(False, "--show", help="Show the annotated frames in a window (q or Esc stops); needs a display."),
     runs: int = typer.Option(30, "--runs", "-n", min=0, help="Model-only benchmark runs per model, interleaved (0 skips the benchmark)."),
-    device: str = typer.Option("cpu", "--device", "-d", help="cpu, cuda[:N] or tensorrt[:N] for ONNX Runtime; TensorRT engines always use the GPU."),
+    device: str = typer.Option("auto", "--device", "-d", help="auto (the fastest installed CPU backend: OpenVINO, else ONNX Runtime), cpu, cuda[:N], tensorrt[:N], openvino or openvino:GPU."),
 ) -> None:
     """Try roadsight in one command: the shipped model on a drive clip, with a video, JSONL and a benchmark.
 
     Without arguments it needs only the runtime (no torch): it renders a short synthetic drive clip (cached),
-    streams it through the pipeline with the shipped INT8 CPU model, times the INT8 model against the shipped
-    FP32 model, and prints fps, latency, what was detected and where the files are.
+    streams it through the pipeline with the shipped INT8 model on the fastest installed CPU backend (OpenVINO,
+    else ONNX Runtime; the report says which), times the INT8 model against the shipped FP32 model, and prints
+    fps, latency, what was detected and where the files are.
 
     Examples:
         roadsight demo
         roadsight demo --show
+        roadsight demo --device cpu
         roadsight demo --source 0 --show
         roadsight demo --source drive.mp4 --model runs/train/best.int8-cpu.onnx --out runs/demo-mine
     """

@@ -1,7 +1,9 @@
 """`roadsight demo`: the shipped model on a synthetic drive clip (or a camera/file), end to end, in one command.
 
-1. The model: the shipped roadsight-n INT8 CPU ONNX (`app.zoo`) unless `--model` is given; the benchmark's
-   reference is the FP32 ONNX beside it (the shipped `roadsight-n.onnx`, or `X.onnx` for `X.int8-*.onnx`).
+1. The backend: `--device auto` is OpenVINO when installed, else ONNX Runtime (`engines.fastest_cpu_device`).
+   The model: the shipped roadsight-n INT8 ONNX for that backend (`app.zoo`, `SHIPPED_INT8`) unless `--model`
+   is given; the benchmark's reference is the FP32 ONNX beside it (the shipped `roadsight-n.onnx`, or `X.onnx`
+   for `X.int8-*.onnx`).
 2. The source: `--source`, or a synthetic 1280x720 drive clip rendered once by `model.synth_video` (numpy +
    OpenCV, no torch) and cached in the output folder, so the next demo starts at once.
 3. The streaming pipeline (`app.pipeline`) writes `demo.mp4` (annotated) and `demo.jsonl`; `--show` adds a window.
@@ -17,7 +19,7 @@ import re
 import statistics
 import sys
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -33,6 +35,7 @@ from app.stats import RunStats
 
 CLIP_FRAMES, CLIP_SEED, CLIP_FPS, CLIP_SIZE = 150, 0, 30.0, (1280, 720)  # (width, height)
 BENCH_WARMUP = 5
+BACKEND_NAMES = {"openvino": "OpenVINO", "cpu": "ONNX Runtime (CPU)", "cuda": "ONNX Runtime (CUDA)", "tensorrt": "TensorRT"}
 FP32_SIBLING = re.compile(r"^(?P<stem>.+)\.int8[^.]*\.onnx$")
 
 
@@ -45,7 +48,7 @@ class DemoOptions:
     out: Path = Path("runs/demo")
     show: bool = False
     runs: int = 30
-    device: str = "cpu"
+    device: str = "auto"
     conf: float = 0.25
     iou: float = 0.45
 
@@ -61,10 +64,25 @@ class DemoFiles:
     bench: list[Path] = field(default_factory=list)
 
 
-def resolve_models(model: Path | None) -> tuple[Path, Path | None]:
+# The shipped INT8 model each CPU backend runs fastest (docs/CPU_SPEED.md): OpenVINO runs the symmetric
+# Q/DQ model's convolutions in u8/i8; ONNX Runtime is fast only with its own uint8 model.
+SHIPPED_INT8 = {"openvino": "int8-trt", "cpu": "int8-cpu"}
+
+
+def resolve_device(device: str, model: Path | None) -> str:
+    """'auto' -> the fastest installed CPU backend for an .onnx (`engines.fastest_cpu_device`); else `device`."""
+    import engines
+
+    if device == "auto" and (model is None or model.suffix.lower() == ".onnx"):
+        return engines.fastest_cpu_device()
+    return device
+
+
+def resolve_models(model: Path | None, device: str = "cpu") -> tuple[Path, Path | None]:
     """(model to run, FP32 reference for the benchmark or None): the shipped pair, or `model` and its FP32 sibling."""
     if model is None:
-        return zoo.shipped_model("int8-cpu"), zoo.shipped_variants().get("fp32")
+        variant = SHIPPED_INT8["openvino" if device.lower().startswith("openvino") else "cpu"]
+        return zoo.shipped_model(variant), zoo.shipped_variants().get("fp32")
     if not model.is_file():
         raise RoadsightError(f"--model {model}: no such file. Expected an .onnx, .engine or .pt model, got none. Check the path.")
     match = FP32_SIBLING.match(model.name)
@@ -167,7 +185,9 @@ def benchmark(model: Path, reference: Path | None, options: DemoOptions, console
     from app import bench
 
     models = [reference, model] if reference is not None else [model]
-    report = bench.run(models, [1], options.runs, BENCH_WARMUP, options.device, 0, None, "demo", console)
+    # on OpenVINO the FP32 reference is timed on ONNX Runtime too: the speed-up is against the plain CPU runtime
+    devices = f"cpu,{options.device}" if options.device.lower().startswith("openvino") and reference else options.device
+    report = bench.run(models, [1], options.runs, BENCH_WARMUP, devices, 0, None, "demo", console)
     json_path, png_path, _ = bench.save(report, options.out)
     return report, [json_path] + ([png_path] if png_path else [])
 
@@ -176,7 +196,8 @@ def bench_summary(report: dict | None) -> list[dict]:
     """Per model: name, precision, median and p99 latency (ms) and speed-up vs the first model."""
     if not report:
         return []
-    precision = {m["name"]: m["precision"] for m in report["models"]}
+    precision = {m["name"]: m["precision"] + (f", runs {m['runtime_precision']}" if m.get("runtime_precision") else "")
+                 for m in report["models"]}
     return [
         {
             "model": r["model"],
@@ -193,8 +214,11 @@ def run(options: DemoOptions, console: Console | None = None, out_console: Conso
     """The whole demo; progress on `console` (stderr), the report on `out_console` (stdout). Returns demo.json's dict."""
     console = console or Console(stderr=True)
     out_console = out_console or Console()
-    model, reference = resolve_models(options.model)
+    options = replace(options, device=resolve_device(options.device, options.model))
+    model, reference = resolve_models(options.model, options.device)
     check_output(options.out, "--out", folder=True)
+    console.print(f"backend: {BACKEND_NAMES.get(options.device.split(':')[0].lower(), options.device)} "
+                  f"(--device {options.device}) runs {model.name}", highlight=False)
     files = DemoFiles(options.out / "demo.mp4", options.out / "demo.jsonl", options.out / "demo.json")
     if options.show:
         check_display()
@@ -213,6 +237,7 @@ def run(options: DemoOptions, console: Console | None = None, out_console: Conso
     summary = {
         "format": "roadsight-demo",
         "model": str(model),
+        "device": options.device,
         "shipped": options.model is None,
         "reference": str(reference) if reference else None,
         "source": options.source or str(files.clip),
@@ -239,7 +264,8 @@ def print_report(summary: dict, console: Console) -> None:
     pipeline, seen, files = summary["pipeline"], summary["detected"], summary["files"]
     latency = pipeline["latency_ms"]
     what = "synthetic clip" if summary["synthetic_clip"] else "source"
-    lines = [f"roadsight demo: {Path(summary['model']).name} on the {what} {summary['source']}"]
+    backend = BACKEND_NAMES.get(summary["device"].split(":")[0].lower(), summary["device"])
+    lines = [f"roadsight demo: {Path(summary['model']).name} with {backend} on the {what} {summary['source']}"]
     work = pipeline["summary"]["work_ms_per_frame"]
     line = (f"  pipeline   {pipeline['fps']:.1f} fps over {pipeline['frames']} frames; work per frame: preprocess "
             f"{_ms(work['preprocess'])} + infer {_ms(work['infer'])} + postprocess {_ms(work['postprocess'])} + "

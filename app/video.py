@@ -57,7 +57,7 @@ def plan_slots(model: str, device: str, workers: int | None, files: int, threads
         return [Slot(f"{kind}:{i}", threads or max(1, cores // count)) for i in indices[:count]]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     count = max(1, min(workers or max(1, cores // 2), max(files, 1)))
-    return [Slot("cpu", threads or max(1, cores // count))] * count
+    return [Slot(device if kind == "openvino" else "cpu", threads or max(1, cores // count))] * count
 
 
 def open_engine(settings: Settings, slot: Slot):
@@ -65,6 +65,8 @@ def open_engine(settings: Settings, slot: Slot):
     import engines
 
     options = {"intra_op_threads": slot.threads} if Path(settings.model).suffix.lower() == ".onnx" else {}
+    if slot.device.lower().startswith("openvino"):
+        options = {"threads": slot.threads}
     return engines.load(settings.model, device=slot.device, **options)
 
 

@@ -16,7 +16,7 @@ from engines.predictor import Predictor
 
 SUFFIXES = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt", ".pt": "torch"}
 
-__all__ = ["Engine", "Perception", "Predictor", "TensorSpec", "load"]
+__all__ = ["Engine", "Perception", "Predictor", "TensorSpec", "fastest_cpu_device", "load"]
 
 
 def _backend(kind: str):
@@ -28,6 +28,10 @@ def _backend(kind: str):
         from engines.tensorrt import TensorRTEngine
 
         return TensorRTEngine
+    if kind == "openvino":
+        from engines.openvino import OpenVinoEngine
+
+        return OpenVinoEngine
     try:
         from engines.torch_backend import TorchEngine
     except ModuleNotFoundError as error:
@@ -40,13 +44,22 @@ def _backend(kind: str):
     return TorchEngine
 
 
+def fastest_cpu_device() -> str:
+    """'openvino' when OpenVINO is installed and sees the CPU (it runs the INT8 model in u8/i8), else 'cpu'."""
+    from engines.openvino import openvino_available
+
+    return "openvino" if openvino_available() else "cpu"
+
+
 def load(path: str | Path, device: str = "cpu", **options) -> Engine:
-    """Open a model by its suffix: .onnx (ONNX Runtime), .engine/.plan (TensorRT), .pt (PyTorch).
+    """Open a model by its suffix: .onnx (ONNX Runtime, or OpenVINO), .engine/.plan (TensorRT), .pt (PyTorch).
 
     Args:
         path: the model file.
-        device: 'cpu', 'cuda[:N]' or 'tensorrt[:N]' (ONNX Runtime providers); TensorRT engines use 'cuda[:N]'.
-        **options: backend options, e.g. intra_op_threads for ONNX Runtime, timing=True for TensorRT.
+        device: 'cpu', 'cuda[:N]' or 'tensorrt[:N]' (ONNX Runtime providers); 'openvino' or 'openvino:GPU'
+            (an .onnx run by OpenVINO); 'auto' (the fastest installed CPU backend); TensorRT engines use 'cuda[:N]'.
+        **options: backend options, e.g. intra_op_threads for ONNX Runtime, timing=True for TensorRT,
+            precision='f32' and threads for OpenVINO.
 
     Returns the opened engine; use it as a context manager or call close().
     """
@@ -58,6 +71,10 @@ def load(path: str | Path, device: str = "cpu", **options) -> Engine:
         )
     if not path.is_file():
         raise RoadsightError(f"{path}: no such model file. Expected an existing {path.suffix} file, got none. Check the path.")
-    if kind == "tensorrt" and device == "cpu":
+    if kind == "tensorrt" and device in ("cpu", "auto"):
         device = "cuda"  # a TensorRT engine only runs on the GPU: 'cpu' is just load()'s default
+    if device == "auto":
+        device = fastest_cpu_device() if kind == "onnxruntime" else "cpu"
+    if kind == "onnxruntime" and str(device).lower().startswith("openvino"):
+        kind = "openvino"
     return _backend(kind)(path, device=device, **options).open()

@@ -16,7 +16,7 @@ def predict(
     save_dir: Path = typer.Option(Path("runs/predict"), "--save-dir", help="Folder for annotated images and one JSON per image."),
     conf: float = typer.Option(0.25, "--conf", min=0.0, max=1.0, help="Keep detections scoring above this."),
     iou: float = typer.Option(0.45, "--iou", min=0.0, max=1.0, help="NMS IoU threshold (class-aware)."),
-    device: str = typer.Option("cpu", "--device", "-d", help="cpu, cuda[:N] or tensorrt[:N] for ONNX Runtime; .engine files always use the GPU."),
+    device: str = typer.Option("cpu", "--device", "-d", help="cpu, cuda[:N] or tensorrt[:N] for ONNX Runtime; openvino or openvino:GPU for OpenVINO; .engine files always use the GPU."),
     masks: bool = typer.Option(False, "--masks", help="Also store the drivable/lane masks in the JSON files (run-length encoded)."),
 ) -> None:
     """Detect vehicles and segment drivable area and lanes in images.

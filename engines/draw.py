@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import cv2
 import numpy as np
 
@@ -15,18 +17,30 @@ TEXT_BGR = (255, 255, 255)
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
+@lru_cache(maxsize=16)
+def _tint_table(colour: tuple[int, int, int], alpha: float) -> np.ndarray:
+    """A (1, 256, 3) uint8 cv2.LUT table: round((1 - alpha) * value + alpha * colour) per channel."""
+    values = np.arange(256, dtype=np.float64)[:, None] * (1 - alpha) + np.array(colour, np.float64) * alpha
+    return np.clip(np.round(values), 0, 255).astype(np.uint8)[None]
+
+
 def _blend(frame: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int], alpha: float) -> None:
-    """frame[mask] = (1 - alpha) * frame + alpha * colour, in place."""
-    where = mask.astype(bool)
-    if where.any():
-        tinted = frame[where].astype(np.float32) * (1 - alpha) + np.array(colour, np.float32) * alpha
-        frame[where] = tinted.round().astype(np.uint8)
+    """frame[mask] = round((1 - alpha) * frame + alpha * colour), in place, on the mask's bounding box only."""
+    x, y, w, h = cv2.boundingRect(mask)
+    if w and h:
+        region, inside = frame[y : y + h, x : x + w], mask[y : y + h, x : x + w]
+        cv2.copyTo(cv2.LUT(region, _tint_table(colour, alpha)), inside, region)
+
+
+@lru_cache(maxsize=512)
+def _text_size(text: str, scale: float, thickness: int) -> tuple[tuple[int, int], int]:
+    return cv2.getTextSize(text, FONT, scale, thickness)
 
 
 def _label(frame: np.ndarray, text: str, x: int, y: int, scale: float, colour: tuple[int, int, int]) -> None:
     """Text on a filled background, above (x, y) or inside the frame when there is no room."""
     thickness = max(1, round(scale * 2))
-    (w, h), base = cv2.getTextSize(text, FONT, scale, thickness)
+    (w, h), base = _text_size(text, scale, thickness)
     top = y - h - base - 2 if y - h - base - 2 >= 0 else y
     cv2.rectangle(frame, (x, top), (x + w + 2, top + h + base + 2), colour, -1)
     cv2.putText(frame, text, (x + 1, top + h + 1), FONT, scale, TEXT_BGR, thickness, cv2.LINE_AA)

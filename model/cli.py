@@ -229,7 +229,7 @@ def val(
     lane_dilate: int = typer.Option(
         0, "--lane-dilate", min=0, help="Also report lane IoU against ground truth dilated by N px per side (train-width labels)."
     ),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N (TensorRT engines always use the GPU)."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N (TensorRT engines always use the GPU); openvino or openvino:GPU runs an .onnx with OpenVINO."),
 ) -> None:
     """Score a model on a labelled split: detection mAP50/recall, drivable mIoU, lane IoU/accuracy.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -111,7 +112,7 @@ def test_no_common_batch_is_one_line_error():
 def test_bench_two_onnx_models_json_png_compare(models, cli, tmp_path):
     out = tmp_path / "run1"
     args = ["bench", "-m", str(models[0]), "-m", str(models[1]), "--batch", "1,2", "--runs", "8",
-            "--warmup", "2", "--threads", "1", "--out", str(out)]
+            "--warmup", "2", "--threads", "1", "--device", "cpu", "--out", str(out)]
     result = CliRunner(env={"COLUMNS": "160"}).invoke(cli, args)
     assert result.exit_code == 0, result.output
     report = json.loads((out / "bench.json").read_text())
@@ -176,7 +177,7 @@ def test_pipeline_mode_per_stage(models, cli, tmp_path):
     writer.release()
     out = tmp_path / "bench"
     args = ["bench", "-m", str(models[0]), "-m", str(models[1]), "--runs", "5", "--warmup", "1",
-            "--source", str(clip), "--frames", "10", "--out", str(out)]
+            "--source", str(clip), "--frames", "10", "--device", "cpu", "--out", str(out)]
     result = CliRunner(env={"COLUMNS": "200"}).invoke(cli, args)
     assert result.exit_code == 0, result.output
     report = json.loads((out / "bench.json").read_text())
@@ -195,3 +196,37 @@ def test_pipeline_mode_per_stage(models, cli, tmp_path):
         assert run["model_only_ips"] == reference and run["fps_vs_model_only"] == pytest.approx(run["fps"] / reference, abs=1e-4)
     assert "vs model" in result.output and "draw+video+jsonl" in result.output and "truncated" not in result.output
     assert cv2.imread(str(out / "bench.png")) is not None
+    drawn = report["draw_encode"]
+    assert drawn["frames"] == 10 and drawn["frame_size"] == "96x64" and drawn["reference_model"] == "small.onnx"
+    assert all(drawn[stage]["count"] == 10 and drawn[stage]["median"] > 0 for stage in ("draw", "encode", "draw_encode"))
+    assert drawn["vs_model_only"] == pytest.approx(
+        drawn["draw_encode"]["median"] / model_only["small.onnx"]["latency_ms"]["median"], rel=1e-3)
+    assert "Draw + encode per 96x64 frame" in result.output
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino is not installed (an x86-64 runtime dependency)")
+def test_every_model_on_every_device_with_the_precision_run(models, cli, tmp_path):
+    out = tmp_path / "devices"
+    args = ["bench", "-m", str(models[0]), "--runs", "3", "--warmup", "1", "--threads", "1",
+            "--device", "cpu,openvino", "--precision", "f32", "--out", str(out)]
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "bench.json").read_text())
+    described = {m["name"]: m for m in report["models"]}
+    assert [r["model"] for r in report["model_only"]] == ["small.onnx@cpu", "small.onnx@openvino"]
+    assert described["small.onnx@cpu"]["backend"] == "onnxruntime" and described["small.onnx@cpu"]["runtime_precision"] is None
+    ov = described["small.onnx@openvino"]
+    assert (ov["backend"], ov["device"], ov["precision_hint"], ov["runtime_precision"]) == ("openvino", "openvino:CPU", "f32", "f32")
+    assert "small.onnx@cpu: onnxruntime cpu, fp32 model, input" in result.output
+    assert "small.onnx@openvino: openvino CPU, fp32 model, runs f32" in result.output
+
+
+def test_auto_device_is_the_fastest_installed_cpu_backend(monkeypatch):
+    import engines
+    from engines import openvino
+
+    monkeypatch.setattr(openvino, "openvino_available", lambda: False)
+    assert engines.fastest_cpu_device() == "cpu"
+    monkeypatch.setattr(openvino, "openvino_available", lambda: True)
+    assert engines.fastest_cpu_device() == "openvino"
+    assert bench.parse_devices(" cpu, openvino,cpu") == ["cpu", "openvino"] and bench.parse_devices("") == ["auto"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -76,7 +77,7 @@ def test_demo_end_to_end_without_torch(tmp_path, tiny_onnx):
     report = result.stdout
     assert "roadsight demo: tiny.onnx" in report and "fps over 40 frames" in report
     assert f"{seen['detections_per_frame']:.2f} vehicles/frame" in report and "lane pixels/frame" in report
-    assert "model-only tiny.onnx (fp32) median" in report and "p99" in report
+    assert "model-only tiny.onnx (fp32" in report and "p99" in report  # OpenVINO adds ", runs <precision>"
     for name in ("demo.mp4", "demo.jsonl", "demo.json", "bench.json"):
         assert str(out / name) in report
 
@@ -91,7 +92,7 @@ def test_int8_model_is_timed_against_its_fp32_sibling(tmp_path, tiny_onnx, clip)
     assert demo.resolve_models(fp32) == (fp32, None)
 
     report = Console(record=True, width=200)
-    summary = demo.run(demo.DemoOptions(source=str(clip), model=int8, out=tmp_path / "out", runs=4),
+    summary = demo.run(demo.DemoOptions(source=str(clip), model=int8, out=tmp_path / "out", runs=4, device="cpu"),
                        console=Console(stderr=True, quiet=True), out_console=report)
     timed = summary["model_only"]
     assert [t["model"] for t in timed] == ["tiny.onnx", "tiny.int8-cpu.onnx"]  # FP32 first: ratios are vs FP32
@@ -100,6 +101,33 @@ def test_int8_model_is_timed_against_its_fp32_sibling(tmp_path, tiny_onnx, clip)
     assert timed[1]["speedup_vs_first"] == pytest.approx(medians["tiny.onnx"] / medians["tiny.int8-cpu.onnx"], rel=1e-2)
     text = report.export_text()
     assert "tiny.int8-cpu.onnx is" in text and "4 interleaved runs" in text
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino is not installed (an x86-64 runtime dependency)")
+def test_auto_device_runs_openvino_and_times_the_reference_on_onnx_runtime_too(tmp_path, tiny_onnx, clip):
+    models = tmp_path / "models"
+    models.mkdir()
+    fp32, int8 = models / "tiny.onnx", models / "tiny.int8-trt.onnx"
+    shutil.copy(tiny_onnx, fp32)
+    shutil.copy(tiny_onnx, int8)
+    report = Console(record=True, width=200)
+    summary = demo.run(demo.DemoOptions(source=str(clip), model=int8, out=tmp_path / "out", runs=3),
+                       console=Console(stderr=True, quiet=True), out_console=report)
+    assert summary["device"] == "openvino"
+    assert [t["model"] for t in summary["model_only"]] == [
+        "tiny.onnx@cpu", "tiny.int8-trt.onnx@cpu", "tiny.onnx@openvino", "tiny.int8-trt.onnx@openvino"]
+    assert summary["model_only"][2]["precision"].startswith("fp32, runs ")  # the precision OpenVINO actually ran
+    text = report.export_text()
+    assert "roadsight demo: tiny.int8-trt.onnx with OpenVINO" in text
+    assert "tiny.int8-trt.onnx@openvino is" in text and "the speed of tiny.onnx@cpu" in text
+
+
+def test_shipped_int8_model_follows_the_backend():
+    assert demo.SHIPPED_INT8 == {"openvino": "int8-trt", "cpu": "int8-cpu"}
+    if {"int8-trt", "int8-cpu"} <= SHIPPED.keys():
+        assert demo.resolve_models(None, "openvino")[0] == SHIPPED["int8-trt"]
+        assert demo.resolve_models(None, "cpu")[0] == SHIPPED["int8-cpu"]
+    assert demo.resolve_device("cuda", None) == "cuda" and demo.resolve_device("auto", Path("m.engine")) == "auto"
 
 
 def test_synthetic_clip_is_rendered_once_and_reused(tmp_path, tiny_onnx, monkeypatch):
@@ -180,8 +208,13 @@ def test_demo_with_the_shipped_model(tmp_path):
     out = tmp_path / "out"
     result = roadsight_demo("--source", str(clip), "--out", str(out), "--runs", "5", cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert torch_free.NONE_LOADED in result.stdout and "roadsight demo: roadsight-n.int8-cpu.onnx" in result.stdout
+    openvino = importlib.util.find_spec("openvino") is not None  # auto: OpenVINO runs the Q/DQ model, else ORT its u8 one
+    name = "roadsight-n.int8-trt.onnx" if openvino else "roadsight-n.int8-cpu.onnx"
+    assert torch_free.NONE_LOADED in result.stdout and f"roadsight demo: {name}" in result.stdout
     assert len(read_jsonl(out / "demo.jsonl")) == 12 == count_frames(out / "demo.mp4")
     bench = json.loads((out / "bench.json").read_text())
-    assert [(m["name"], m["precision"]) for m in bench["models"]] == [("roadsight-n.onnx", "fp32"), ("roadsight-n.int8-cpu.onnx", "int8-cpu")]
-    assert "model card:" in result.stdout and "roadsight-n.int8-cpu.onnx is" in result.stdout
+    expected = [("roadsight-n.onnx", "fp32"), (name, name.split(".")[1])]
+    if openvino:
+        expected = [(f"{n}@{device}", p) for device in ("cpu", "openvino") for n, p in expected]
+    assert [(m["name"], m["precision"]) for m in bench["models"]] == expected
+    assert "model card:" in result.stdout and f"{expected[-1][0]} is" in result.stdout

@@ -169,6 +169,7 @@ def test_plan_slots(monkeypatch):
     assert video.plan_slots("m.onnx", "cpu", None, files=10) == [video.Slot("cpu", 2)] * 4
     assert video.plan_slots("m.onnx", "cpu", 2, files=10) == [video.Slot("cpu", 4)] * 2
     assert video.plan_slots("m.onnx", "cpu", 4, files=1) == [video.Slot("cpu", 8)]
+    assert video.plan_slots("m.onnx", "openvino", 2, files=10) == [video.Slot("openvino", 4)] * 2
     monkeypatch.setattr(app.sysinfo, "gpus", lambda: [{"name": "A"}, {"name": "B"}])
     slots = video.plan_slots("m.engine", "cpu", None, files=5)
     assert [s.device for s in slots] == ["cuda:0", "cuda:1"]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from engines.draw import BOX_BGR, DRIVABLE_BGR, draw
+from engines.draw import BOX_BGR, DRIVABLE_BGR, LANE_BGR, draw
 from engines.errors import RoadsightError
 from engines.perception import Perception
 
@@ -46,3 +46,24 @@ def test_mask_of_another_size_is_refused():
     p = Perception(drivable=np.zeros((10, 10), np.uint8))
     with pytest.raises(RoadsightError, match=r"draw: mask and frame sizes differ. Expected a mask of \(20, 20\), got \(10, 10\)"):
         draw(np.zeros((20, 20, 3), np.uint8), p)
+
+
+def test_blend_equals_the_float_formula_inside_the_masks_only():
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (72, 128, 3), dtype=np.uint8)
+    drivable = np.zeros((72, 128), np.uint8)
+    drivable[30:, 10:90] = rng.random((42, 80)) > 0.3  # ragged, inside a bounding box
+    lane = np.zeros((72, 128), np.uint8)
+    lane[5, 100:120] = 1
+    out = draw(frame, Perception(drivable=drivable, lane=lane))
+    expected = frame.astype(np.float32)
+    for mask, colour, alpha in ((drivable, DRIVABLE_BGR, 0.4), (lane, LANE_BGR, 0.7)):
+        where = mask.astype(bool)
+        expected[where] = np.round(expected[where] * (1 - alpha) + np.array(colour, np.float32) * alpha)
+    assert np.array_equal(out, expected.astype(np.uint8))
+
+
+def test_empty_masks_leave_the_frame_alone():
+    frame = np.full((40, 60, 3), 7, np.uint8)
+    out = draw(frame, Perception(drivable=np.zeros((40, 60), np.uint8), lane=np.zeros((40, 60), np.uint8)))
+    assert np.array_equal(out, frame)
