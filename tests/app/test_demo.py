@@ -20,7 +20,7 @@ ENV = {**os.environ, "COLUMNS": "200"}
 SHIPPED = zoo.shipped_variants()
 NEEDS_SHIPPED = pytest.mark.skipif(
     not {"int8-cpu", "fp32"} <= SHIPPED.keys(),
-    reason="app/models/ has no trained roadsight-n.onnx + roadsight-n.int8-cpu.onnx yet (the lead adds them)",
+    reason="this install ships no trained model (app/models/roadsight-n.onnx and roadsight-n.int8-cpu.onnx are absent)",
 )
 
 def roadsight_demo(*args: str, cwd: Path, env: dict | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
@@ -103,7 +103,6 @@ def test_int8_model_is_timed_against_its_fp32_sibling(tmp_path, tiny_onnx, clip)
 
 
 def test_synthetic_clip_is_rendered_once_and_reused(tmp_path, tiny_onnx, monkeypatch):
-    pytest.importorskip("model.synth_video", reason="model/synth_video.py (the clip writer) is not in this checkout")
     import model.synth_video
 
     small = {"frames": 6, "size": (320, 192)}
@@ -129,7 +128,6 @@ def test_synthetic_clip_is_rendered_once_and_reused(tmp_path, tiny_onnx, monkeyp
 
 
 def test_synthetic_clip_renders_without_torch(tmp_path):
-    pytest.importorskip("model.synth_video", reason="model/synth_video.py (the clip writer) is not in this checkout")
     code = """
         from pathlib import Path
         from app import demo

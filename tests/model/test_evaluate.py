@@ -179,7 +179,6 @@ def test_val_command_clear_errors(tmp_path):
 def test_val_command_end_to_end_on_tiny_onnx(tmp_path):
     """Real files in the BDD100K layout, the tiny ONNX model (white 8x8 cell -> a 16x16 box; G -> drivable,
     B -> lane), engines.Predictor and the CLI: a perfect model by construction."""
-    pytest.importorskip("model.bdd")
     import cv2
     from tiny_model import make_tiny_onnx
 
