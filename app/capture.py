@@ -8,6 +8,7 @@ a failure; neither stops the other sources.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import deque
@@ -131,8 +132,8 @@ class Capture:
             self.hub.close(source_id)
 
     def _recover(self) -> bool:
-        source, stats = self.source, self.stats
         """After a failed read: end, fail, or reconnect a network source. True when frames come again."""
+        source, stats = self.source, self.stats
         if source.kind in ("video", "images"):
             stats.state = "ended"
             if source.frame_count and source.kind == "video" and stats.captured < source.frame_count - 1:
@@ -155,7 +156,7 @@ class Capture:
         stats.state = "reconnecting"
         self.log(f"{source.name}: no frame after frame {stats.captured}; reconnecting for up to {timeout:g} s")
         lost_at = time.perf_counter()
-        for attempt in range(10**9):
+        for attempt in itertools.count():
             elapsed = time.perf_counter() - lost_at
             if self.stopping.is_set() or elapsed >= timeout:
                 break
