@@ -41,7 +41,8 @@ def bench(
         return
     out = out or Path("runs/bench") / time.strftime("%Y%m%d-%H%M%S")
     report = bench_impl.run(
-        model or [], bench_impl.parse_batches(batch), runs, warmup, device, threads, source, out.name, console, frames
+        model or [], batches=bench_impl.parse_batches(batch), runs=runs, warmup=warmup, device=device, threads=threads,
+        source=source, name=out.name, console=console, frames=frames,
     )
     print_report(report, console)
     json_path, png_path, reason = bench_impl.save(report, out)
@@ -76,7 +77,8 @@ def video(
     from app import video as video_impl
 
     try:
-        rows = video_impl.run(inputs, str(model), out, video_out, jsonl, workers, device, threads, conf, iou)
+        rows = video_impl.run(inputs, str(model), out, video=video_out, jsonl=jsonl, workers=workers, device=device,
+                              threads=threads, conf=conf, iou=iou)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     failed = [row for row in rows if row.status == "error"]
@@ -114,7 +116,10 @@ def run(
     from app.run import run as run_pipeline
 
     console = Console(stderr=True)
-    options = RunOptions(model, source, show, save, jsonl, dump_dir, conf, iou, live, reconnect_timeout, device)
+    from app.pipeline import StreamSettings
+
+    settings = StreamSettings(device=device, conf=conf, iou=iou, live=live, reconnect_timeout=reconnect_timeout)
+    options = RunOptions(model=model, sources=source, show=show, save=save, jsonl=jsonl, dump_dir=dump_dir, stream=settings)
     stats = run_pipeline(options, console)
     failed = [s for s in stats.sources if s.failed]
     if failed:
@@ -145,15 +150,45 @@ def demo(
     """
     from app import demo as demo_impl
 
-    options = demo_impl.DemoOptions(source=source, model=model, out=out, show=show, runs=runs, device=device)
+    from app.pipeline import StreamSettings
+
+    options = demo_impl.DemoOptions(source=source, model=model, out=out, show=show, runs=runs,
+                                    stream=StreamSettings(device=device))
     try:
         demo_impl.run(options)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
 
 
+def predict(
+    model: Path = typer.Option(..., "--model", "-m", help="Model: .onnx (ONNX Runtime), .engine (TensorRT) or .pt (PyTorch)."),
+    source: str = typer.Option(..., "--source", "-s", help="An image, a folder of images or a quoted glob such as 'imgs/*.jpg'."),
+    save_dir: Path = typer.Option(Path("runs/predict"), "--save-dir", help="Folder for annotated images and one JSON per image."),
+    conf: float = typer.Option(0.25, "--conf", min=0.0, max=1.0, help="Keep detections scoring above this."),
+    iou: float = typer.Option(0.45, "--iou", min=0.0, max=1.0, help="NMS IoU threshold (class-aware)."),
+    device: str = typer.Option("cpu", "--device", "-d", help="cpu, cuda[:N] or tensorrt[:N] for ONNX Runtime; .engine files always use the GPU."),
+    masks: bool = typer.Option(False, "--masks", help="Also store the drivable/lane masks in the JSON files (run-length encoded)."),
+) -> None:
+    """Detect vehicles and segment drivable area and lanes in images.
+
+    Writes SAVE_DIR/NAME (boxes, drivable area and lanes drawn) and SAVE_DIR/STEM.json (detections in frame pixels, drivable fraction, lane pixels, latency per stage; layout in engines/perception.py).
+
+    Examples:
+
+      roadsight predict --model model.onnx --source data/synth/images/val
+
+      roadsight predict -m model.engine -s 'clips/*.jpg' --conf 0.4 --save-dir runs/predict/trt
+
+      roadsight predict -m best.pt -s frame.jpg --masks
+    """
+    from app.predict import run_predict
+
+    run_predict(model, source, save_dir, conf=conf, iou=iou, device=device, masks=masks)
+
+
 def register(app: typer.Typer) -> None:
     """Add this package's commands to the root app."""
+    app.command("predict")(predict)
     app.command("bench")(bench)
     app.command("video")(video)
     app.command("run")(run)

@@ -26,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from engines.errors import RoadsightError
 
 from app import zoo
-from app.pipeline import Pipeline, PipelineOptions
+from app.pipeline import Pipeline, StreamSettings
 from app.sinks import JsonlSink, SinkSet, VideoSink, WindowSink, check_output
 from app.sources import open_source, quiet_opencv
 from app.stats import RunStats
@@ -45,9 +45,7 @@ class DemoOptions:
     out: Path = Path("runs/demo")
     show: bool = False
     runs: int = 30
-    device: str = "cpu"
-    conf: float = 0.25
-    iou: float = 0.45
+    stream: StreamSettings = field(default_factory=StreamSettings)
 
 
 @dataclass
@@ -112,7 +110,7 @@ def stream(model: Path, spec: str, files: DemoFiles, window: WindowSink | None, 
     import engines
 
     quiet_opencv()
-    source = open_source(spec)
+    source = open_source(spec, options.stream.live)
     sinks = SinkSet(
         video=VideoSink(files.video, lambda: source.fps or CLIP_FPS, real_time=source.live),
         jsonl=JsonlSink(files.jsonl),
@@ -127,8 +125,8 @@ def stream(model: Path, spec: str, files: DemoFiles, window: WindowSink | None, 
             one = stats.sources[0]
             bar.update(task, completed=one.processed, total=source.frame_count, fps=one.recent_fps_latency()[0])
 
-        pipeline = Pipeline([source], lambda: engines.load(model, options.device), [sinks],
-                            PipelineOptions(conf=options.conf, iou=options.iou), log=console.print, on_tick=tick)
+        pipeline = Pipeline(sources=[source], engine_factory=lambda: engines.load(model, options.stream.device),
+                            sinks=[sinks], settings=options.stream, log=console.print, on_tick=tick)
         stats = pipeline.run()
     result = stats.sources[0]
     if result.failed:
@@ -167,7 +165,8 @@ def benchmark(model: Path, reference: Path | None, options: DemoOptions, console
     from app import bench
 
     models = [reference, model] if reference is not None else [model]
-    report = bench.run(models, [1], options.runs, BENCH_WARMUP, options.device, 0, None, "demo", console)
+    report = bench.run(models, batches=[1], runs=options.runs, warmup=BENCH_WARMUP, device=options.stream.device,
+                       name="demo", console=console)
     json_path, png_path, _ = bench.save(report, options.out)
     return report, [json_path] + ([png_path] if png_path else [])
 

@@ -13,7 +13,7 @@ from rich.text import Text
 
 from engines.errors import RoadsightError
 
-from app.pipeline import Pipeline, PipelineOptions
+from app.pipeline import Pipeline, StreamSettings
 from app.sinks import DumpSink, JsonlSink, SinkSet, VideoSink, WindowSink, check_output, per_source
 from app.sources import Source, open_source, quiet_opencv
 from app.stats import RunStats
@@ -31,12 +31,7 @@ class RunOptions:
     save: Path | None = None
     jsonl: Path | None = None
     dump_dir: Path | None = None
-    conf: float = 0.25
-    iou: float = 0.45
-    live: bool | None = None
-    reconnect_timeout: float = 30.0
-    device: str = "cpu"
-    pipeline: PipelineOptions = field(default_factory=PipelineOptions)
+    stream: StreamSettings = field(default_factory=StreamSettings)
 
 
 def build_sinks(sources: list[Source], options: RunOptions) -> list[SinkSet]:
@@ -71,18 +66,19 @@ def build_sinks(sources: list[Source], options: RunOptions) -> list[SinkSet]:
 
 
 def status_table(stats: RunStats) -> Table:
-    """One line per source: state, fps, capture-to-result latency (median/p99), drops, reconnects."""
-    table = Table(box=None, show_header=False, pad_edge=False)
+    """One row per source: state, results, fps, capture-to-result latency (p50/p99), drops, reconnects.
+
+    Fits an 80-column terminal: a long source name is cut short with an ellipsis.
+    """
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("source", max_width=24, overflow="ellipsis", no_wrap=True)
+    for column in ("state", "frames", "fps", "p50/p99 ms", "drops", "reconn."):
+        table.add_column(column, justify="left" if column == "state" else "right", no_wrap=True)
     for source in stats.sources:
         fps, p50, p99 = source.recent_fps_latency()
         table.add_row(
-            Text(source.name, style="bold"),
-            source.state,
-            f"{source.processed} frames",
-            f"{fps:5.1f} fps",
-            f"latency {p50:.0f}/{p99:.0f} ms (median/p99)",
-            f"drops {source.dropped}",
-            f"reconnects {source.reconnects}",
+            source.name, source.state, str(source.processed), f"{fps:.1f}", f"{p50:.0f}/{p99:.0f}",
+            str(source.dropped), str(source.reconnects),
         )
     return table
 
@@ -139,7 +135,8 @@ def outputs_written(sinks: list[SinkSet]) -> list[str]:
 def run(options: RunOptions, console: Console | None = None) -> RunStats:
     """Run the pipeline for `roadsight run`; returns the stats (failed sources are in them).
 
-    Raises RoadsightError for bad arguments (before anything starts) and for fatal errors.
+    Raises RoadsightError for bad arguments (before anything starts), for fatal errors, and when every
+    source failed before giving a frame (then no summary is printed and the empty outputs are removed).
     """
     import engines
 
@@ -149,18 +146,17 @@ def run(options: RunOptions, console: Console | None = None) -> RunStats:
             f"--model {options.model}: no such file. Expected an .onnx, .engine or .pt model, got none. Check the path."
         )
     quiet_opencv()
-    sources = [open_source(spec, options.live) for spec in options.sources]
+    settings = options.stream
+    sources = [open_source(spec, settings.live) for spec in options.sources]
     sinks = build_sinks(sources, options)
-    options.pipeline.conf, options.pipeline.iou = options.conf, options.iou
-    options.pipeline.reconnect_timeout = options.reconnect_timeout
 
     error: RoadsightError | None = None
     with Live(status_table(RunStats([])), console=console, refresh_per_second=4, transient=True) as live:
         pipeline = Pipeline(
-            sources,
-            lambda: engines.load(options.model, options.device),
-            sinks,
-            options.pipeline,
+            sources=sources,
+            engine_factory=lambda: engines.load(options.model, settings.device),
+            sinks=sinks,
+            settings=settings,
             log=lambda message: console.print(message, style="yellow", markup=False, highlight=False),
             on_tick=lambda stats: live.update(status_table(stats)),
         )
@@ -168,9 +164,20 @@ def run(options: RunOptions, console: Console | None = None) -> RunStats:
             pipeline.run()
         except RoadsightError as caught:
             error = caught
-    console.print(summary_table(pipeline.stats))
+    stats = pipeline.stats
+    if error is None and all(s.failed and not s.processed for s in stats.sources):
+        remove_empty_outputs(sinks)
+        raise RoadsightError("; ".join(s.error for s in stats.sources))
+    console.print(summary_table(stats))
     for line in outputs_written(sinks):
         console.print(line, highlight=False)
     if error is not None:
         raise error
-    return pipeline.stats
+    return stats
+
+
+def remove_empty_outputs(sinks: list[SinkSet]) -> None:
+    """Delete the JSONL files of a run that wrote nothing (a video without frames is never created)."""
+    for sink in sinks:
+        if sink.jsonl and not sink.jsonl.lines:
+            sink.jsonl.path.unlink(missing_ok=True)

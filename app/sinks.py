@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -83,8 +82,8 @@ class VideoSink:
             self.writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, self.size)
             if not self.writer.isOpened():
                 raise RoadsightError(
-                    f"--save {self.path}: OpenCV cannot open a video writer. Expected a writable {self.path.suffix} "
-                    "file, got a failure."
+                    f"--save {self.path}: OpenCV cannot open a video writer for it. Expected a writable {self.path.suffix} "
+                    "file and a codec for it. Try another folder, or .avi (MJPG)."
                 )
             self.first_time = captured
         if (frame.shape[1], frame.shape[0]) != self.size:  # a stream that came back at another resolution
@@ -195,7 +194,7 @@ class SinkSet:
                 self.dump.write(annotated, perception.frame_index)
             if self.window:
                 keep_going = self.window.write(annotated)
-        perception.timestamps["written"] = time.perf_counter()
+        perception.stamp("written")
         if self.jsonl:
             self.jsonl.write(perception)
         return keep_going

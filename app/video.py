@@ -14,11 +14,14 @@ import multiprocessing
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from app.pipeline import StreamSettings
 from app.videojobs import Job, Row, collect_inputs, make_jobs, write_summary
+from engines.device import parse_device
+from engines.media import frame_count
 from engines.errors import RoadsightError
 
 Event = tuple[str, int, int]  # ("start", job index, estimated frames) | ("frames", job index, count)
@@ -26,11 +29,10 @@ Event = tuple[str, int, int]  # ("start", job index, estimated frames) | ("frame
 
 @dataclass(frozen=True)
 class Settings:
-    """What every worker needs to open its engine and run the pipeline."""
+    """What every worker needs to open its engine and run the pipeline (the device comes from its Slot)."""
 
     model: str
-    conf: float = 0.25
-    iou: float = 0.45
+    stream: StreamSettings = field(default_factory=StreamSettings)
 
 
 @dataclass(frozen=True)
@@ -47,11 +49,11 @@ def plan_slots(model: str, device: str, workers: int | None, files: int, threads
 
     from app.sysinfo import gpus
 
-    kind, _, index = device.lower().partition(":")
-    plan_file = Path(model).suffix.lower() in (".engine", ".plan")
+    parsed = parse_device(device)
+    kind, plan_file = parsed.kind, Path(model).suffix.lower() in (".engine", ".plan")
     if kind in ("cuda", "tensorrt") or plan_file:
         kind = "cuda" if plan_file or kind == "cpu" else kind  # a TensorRT plan runs on cuda:N
-        indices = [int(index)] if index else list(range(max(1, len(gpus()))))
+        indices = [parsed.index] if parsed.index is not None else list(range(max(1, len(gpus()))))
         count = min(workers or len(indices), len(indices), max(files, 1))
         cores = os.cpu_count() or 1
         return [Slot(f"{kind}:{i}", threads or max(1, cores // count)) for i in indices[:count]]
@@ -66,16 +68,6 @@ def open_engine(settings: Settings, slot: Slot):
 
     options = {"intra_op_threads": slot.threads} if Path(settings.model).suffix.lower() == ".onnx" else {}
     return engines.load(settings.model, device=slot.device, **options)
-
-
-def frame_count(path: Path) -> int:
-    """Frames the container announces (0 when unknown or unreadable)."""
-    import cv2
-
-    capture = cv2.VideoCapture(str(path))
-    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
-    capture.release()
-    return max(count, 0)
 
 
 class Tally:
@@ -100,8 +92,7 @@ class Tally:
 
 def process(job: Job, engine, settings: Settings, report: Callable[[Event], None]) -> Row:
     """Run one file through the pipeline into partial outputs, then commit them; returns the CSV row."""
-    from app.benchpipe import LentEngine
-    from app.pipeline import Pipeline, PipelineOptions
+    from app.pipeline import LentEngine, Pipeline
     from app.sinks import JsonlSink, SinkSet, VideoSink
     from app.sources import open_source
 
@@ -122,10 +113,11 @@ def process(job: Job, engine, settings: Settings, report: Callable[[Event], None
             reported = done
 
     notes: list[str] = []
-    options = PipelineOptions(conf=settings.conf, iou=settings.iou)
     start = time.perf_counter()
+    pipeline = Pipeline(sources=[source], engine_factory=lambda: LentEngine(engine), sinks=[sinks], settings=settings.stream,
+                        log=notes.append, on_tick=tick)
     try:
-        stats = Pipeline([source], lambda: LentEngine(engine), [sinks], options, log=notes.append, on_tick=tick).run(handle_signals=False)
+        stats = pipeline.run(handle_signals=False)
     except BaseException:
         job.clear_partials()
         raise
@@ -276,7 +268,7 @@ def run(
     console = console or Console()
     out = Path(out)
     jobs = make_jobs(collect_inputs(inputs), out, video, jsonl)
-    settings = Settings(str(model), conf, iou)
+    settings = Settings(model=str(model), stream=StreamSettings(device=device, conf=conf, iou=iou, live=False))
     rows: dict[int, Row] = {}
     for job in jobs:
         record = job.finished()

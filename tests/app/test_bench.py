@@ -11,7 +11,7 @@ import pytest
 from tiny_model import make_tiny_onnx
 from typer.testing import CliRunner
 
-from app import bench, benchplot
+from app import bench, benchplot, stats
 from app.benchreport import load_report
 from engines.errors import RoadsightError
 
@@ -57,7 +57,7 @@ class FakeEngine:
 
 def test_summarize_matches_numpy():
     values = np.arange(1, 101, dtype=float)
-    out = bench.summarize(values)
+    out = stats.describe(values)
     assert (out["min"], out["max"], out["median"], out["mean"], out["count"]) == (1, 100, 50.5, 50.5, 100)
     assert out["p90"] == pytest.approx(90.1) and out["p99"] == pytest.approx(99.01)
     assert out["cv_percent"] == pytest.approx(100 * values.std() / values.mean(), abs=1e-3)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch_free
-from conftest import CLIP_SIZE, count_frames, write_clip
+from clips import CLIP_SIZE, count_frames, write_clip
 from rich.console import Console
 
 from app import demo, zoo
