@@ -115,6 +115,7 @@ def stream(model: Path, spec: str, files: DemoFiles, window: WindowSink | None, 
         video=VideoSink(files.video, lambda: source.fps or CLIP_FPS, real_time=source.live),
         jsonl=JsonlSink(files.jsonl),
         window=window,
+        live=source.live,
     )
     columns = (TextColumn(f"{model.name} on {source.name}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[fps]:5.1f} fps"), TimeElapsedColumn())

@@ -16,7 +16,7 @@ from engines.errors import RoadsightError
 from app.pipeline import Pipeline, StreamSettings
 from app.sinks import DumpSink, JsonlSink, SinkSet, VideoSink, WindowSink, check_output, per_source
 from app.sources import Source, open_source, quiet_opencv
-from app.stats import RunStats
+from app.stats import RunStats, summarize
 
 DEFAULT_FPS = 30.0
 
@@ -56,6 +56,7 @@ def build_sinks(sources: list[Source], options: RunOptions) -> list[SinkSet]:
                     jsonl=JsonlSink(jsonl) if jsonl else None,
                     dump=DumpSink(dump) if dump else None,
                     window=WindowSink(f"roadsight: {source.name}") if options.show else None,
+                    live=source.live,
                 )
             )
     except BaseException:
@@ -65,19 +66,20 @@ def build_sinks(sources: list[Source], options: RunOptions) -> list[SinkSet]:
     return sinks
 
 
-def status_table(stats: RunStats) -> Table:
-    """One row per source: state, results, fps, capture-to-result latency (p50/p99), drops, reconnects.
-
-    Fits an 80-column terminal: a long source name is cut short with an ellipsis.
-    """
+def status_table(stats: RunStats, sinks: list[SinkSet] = ()) -> Table:
+    """One row per source: state, results, fps, capture-to-result latency and, for a live recording, its
+    own lag behind the results (p50/p99 ms), drops, reconnects. Fits an 80-column terminal (a long
+    source name is cut short with an ellipsis)."""
     table = Table(box=None, pad_edge=False, header_style="bold")
-    table.add_column("source", max_width=24, overflow="ellipsis", no_wrap=True)
-    for column in ("state", "frames", "fps", "p50/p99 ms", "drops", "reconn."):
+    table.add_column("source", max_width=18, overflow="ellipsis", no_wrap=True)
+    for column in ("state", "frames", "fps", "p50/p99 ms", "rec ms", "drops", "reconn"):
         table.add_column(column, justify="left" if column == "state" else "right", no_wrap=True)
-    for source in stats.sources:
+    recorders = [sink.recorder for sink in sinks] or [None] * len(stats.sources)
+    for source, recorder in zip(stats.sources, recorders):
         fps, p50, p99 = source.recent_fps_latency()
+        lag = "{:.0f}/{:.0f}".format(*recorder.recent_lag()) if recorder else "-"
         table.add_row(
-            source.name, source.state, str(source.processed), f"{fps:.1f}", f"{p50:.0f}/{p99:.0f}",
+            source.name, source.state, str(source.processed), f"{fps:.1f}", f"{p50:.0f}/{p99:.0f}", lag,
             str(source.dropped), str(source.reconnects),
         )
     return table
@@ -120,11 +122,20 @@ def summary_table(stats: RunStats) -> Group:
 
 
 def outputs_written(sinks: list[SinkSet]) -> list[str]:
-    """'saved out.mp4 (60 frames)'-style lines for the files the run wrote."""
+    """'saved out.mp4 (60 frames)'-style lines for the files the run wrote; a live recording also says
+    how far it lagged behind the results and which frames it repeated or skipped to keep real time."""
     lines = []
     for sink in sinks:
-        if sink.video and sink.video.frames:
-            lines.append(f"saved {sink.video.path} ({sink.video.frames} frames)")
+        video, recorder = sink.video, sink.recorder
+        if video and video.frames and recorder is None:
+            lines.append(f"saved {video.path} ({video.frames} frames)")
+        elif video and video.frames:
+            lag = summarize(recorder.lag_ms)
+            lines.append(
+                f"saved {video.path} ({video.frames} frames at {video.fps:g} fps, real time: {video.results} results, "
+                f"{video.frames - video.results} repeats covering gaps, {recorder.skipped + video.paced_out} results "
+                f"skipped); recording lag behind the results p50 {lag['median']:.1f} / p99 {lag['p99']:.1f} ms"
+            )
         if sink.jsonl:
             lines.append(f"saved {sink.jsonl.path} ({sink.jsonl.lines} lines)")
         if sink.dump:
@@ -158,7 +169,7 @@ def run(options: RunOptions, console: Console | None = None) -> RunStats:
             sinks=sinks,
             settings=settings,
             log=lambda message: console.print(message, style="yellow", markup=False, highlight=False),
-            on_tick=lambda stats: live.update(status_table(stats)),
+            on_tick=lambda stats: live.update(status_table(stats, sinks)),
         )
         try:
             pipeline.run()

@@ -139,5 +139,6 @@ def test_status_and_summary_tables_fit_80_columns():
     status = console.export_text().splitlines()
     assert len(status) == 3 and all(len(line) <= 80 for line in status)  # header + one unwrapped line per source
     assert status[1].startswith("rtsp://user:***@") and "reconnecting" in status[1] and "12005" in status[1]
+    assert "rec ms" in status[0] and status[1].split()[-3] == "-"  # no recording: no recording lag
     console.print(summary_table(stats))
     assert all(len(line) <= 80 for line in console.export_text().splitlines())
