@@ -4,18 +4,21 @@ from pathlib import Path
 
 import typer
 
+from engines.errors import RoadsightError
+
 
 def bench(
     model: list[Path] = typer.Option(None, "--model", "-m", help="Model to time (.onnx, .engine); repeat for several. The first is the reference for ratios."),
     batch: str = typer.Option("1", "--batch", "-b", help="Batch sizes, comma-separated, e.g. 1,4,8 (engines with a fixed batch run only theirs)."),
     runs: int = typer.Option(200, "--runs", "-n", min=1, help="Timed runs per engine and batch."),
     warmup: int = typer.Option(20, "--warmup", min=0, help="Untimed runs per engine and batch before timing."),
-    source: Path = typer.Option(None, "--source", "-s", help="Video clip: also time the whole pipeline per stage on it, with and without drawing/encoding."),
+    source: list[str] = typer.Option(None, "--source", "-s", help="Video clip: also time the whole pipeline per stage on it, with and without drawing/encoding. With --soak: the live feeds (repeat for several; a clip loops)."),
     frames: int = typer.Option(300, "--frames", min=0, help="Pipeline mode: frames of the clip to run (0: all)."),
     threads: int = typer.Option(0, "--threads", "-t", min=0, help="ONNX Runtime intra-op threads per engine (0: ONNX Runtime's default)."),
     device: str = typer.Option("cpu", "--device", "-d", help="cpu, cuda[:N] or tensorrt[:N] for ONNX Runtime; TensorRT engines always use the GPU."),
     out: Path = typer.Option(None, "--out", "-o", help="Folder for bench.json and bench.png (default runs/bench/<date-time>)."),
     compare: tuple[Path, Path] | None = typer.Option(None, "--compare", help="Show two saved bench.json side by side and exit."),
+    soak: float = typer.Option(None, "--soak", min=0.0, help="Soak test: run every --source as a live stream with recording for this many minutes; sample RSS, fps and latency into soak.json and soak.png."),
 ) -> None:
     """Time engines side by side: model-only latency (interleaved), and per-stage pipeline latency on a clip.
 
@@ -27,6 +30,7 @@ def bench(
         roadsight bench -m model.onnx -m model.int8-cpu.onnx --batch 1,4 --runs 300
         roadsight bench -m model.engine -m model.onnx --device cuda --source clip.mp4 --out runs/bench/orin
         roadsight bench --compare runs/bench/cpu/bench.json runs/bench/orin/bench.json
+        roadsight bench -m model.int8-cpu.onnx --soak 10 -s drive.mp4 -s drive.mp4 -s rtsp://cam1/stream -s 0
     """
     import time
 
@@ -40,6 +44,11 @@ def bench(
         print_compare(compare[0], compare[1], console)
         return
     out = out or Path("runs/bench") / time.strftime("%Y%m%d-%H%M%S")
+    if soak is not None:
+        return _soak(model or [], source or [], soak, device, out, console)
+    if source and len(source) > 1:
+        raise RoadsightError(f"--source: {len(source)} given. Expected one clip for the pipeline timing (several only with --soak).")
+    source = Path(source[0]) if source else None
     report = bench_impl.run(
         model or [], batches=bench_impl.parse_batches(batch), runs=runs, warmup=warmup, device=device, threads=threads,
         source=source, name=out.name, console=console, frames=frames,
@@ -49,6 +58,32 @@ def bench(
     console.print(f"saved {json_path}" + (f" and {png_path}" if png_path else ""), highlight=False)
     if reason:
         console.print(reason, highlight=False)
+
+
+def _soak(models: list[Path], sources: list[str], minutes: float, device: str, out: Path, console) -> None:
+    """`bench --soak`: the first model on every source as live streams with recording; prints the verdicts."""
+    from app import soak as soak_impl
+    from app.pipeline import StreamSettings
+
+    if len(models) != 1:
+        raise RoadsightError(f"--soak: {len(models)} models given. Expected exactly one --model to soak, got {len(models)}.")
+    options = soak_impl.SoakOptions(model=models[0], sources=sources, minutes=minutes, out=out,
+                                    stream=StreamSettings(device=device, live=True))
+    report = soak_impl.run(options, console)
+    json_path, png_path = soak_impl.save(report, out)
+    verdicts = report["verdicts"]
+    for row in verdicts["outputs"]:
+        lag = row["record_lag_ms"] or {}
+        console.print(
+            f"{row['source']}: {row['results']} results at {row['fps']:.1f} fps, result p50/p99 "
+            f"{row['latency_ms'].get('median', 0):.0f}/{row['latency_ms'].get('p99', 0):.0f} ms, recording lag p50/p99 "
+            f"{lag.get('median', 0):.0f}/{lag.get('p99', 0):.0f} ms; JSONL {row['jsonl_lines']} lines, video "
+            f"{row['video_frames_readable']}/{row['video_frames_written']} frames readable", highlight=False)
+    growth = verdicts["rss_growth_percent"]
+    console.print(f"RSS growth from {verdicts['rss_from_s'] or 0:g} s to the end: "
+                  f"{'unknown' if growth is None else f'{growth:+.1f}%'}; fps spread between sources: "
+                  f"{verdicts['fps_spread_percent']}%; outputs complete: {verdicts['all_outputs_complete']}", highlight=False)
+    console.print(f"saved {json_path}" + (f" and {png_path}" if png_path else " (no PNG: matplotlib is not installed)"), highlight=False)
 
 
 def video(
