@@ -25,15 +25,17 @@ RECORD_NICE = 10  # the recording thread's CPU priority offset (lower priority t
 
 
 class Recorder:
-    """Run `render(frame, perception, status)` on the newest offered result, on a thread of its own."""
+    """Run `render(frame, perception, status, behind=...)` on the newest offered result, on a thread of its own;
+    `behind` is True when results were skipped since the last one rendered."""
 
-    def __init__(self, render: Callable[[np.ndarray, Perception, Status], None], name: str = "record"):
+    def __init__(self, render: Callable[..., None], name: str = "record"):
         self.render = render
         self.offered = self.skipped = 0
         self.lag_ms: list[float] = []
         self.recent: deque[float] = deque(maxlen=120)
         self.error: BaseException | None = None
         self._slot: tuple | None = None
+        self._behind = False  # a result was replaced since the last one rendered
         self._closing = False
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -45,7 +47,9 @@ class Recorder:
             if self.error is not None:
                 raise self.error
             self.offered += 1
-            self.skipped += self._slot is not None
+            if self._slot is not None:
+                self.skipped += 1
+                self._behind = True
             self._slot = (frame, perception, status, time.perf_counter())
             self._cond.notify()
 
@@ -61,8 +65,9 @@ class Recorder:
                 if self._slot is None:
                     return
                 (frame, perception, status, offered), self._slot = self._slot, None
+                behind, self._behind = self._behind, False
             try:
-                self.render(frame, perception, status)
+                self.render(frame, perception, status, behind=behind)
             except BaseException as error:  # raised to the pipeline by the next offer()
                 with self._cond:
                     self.error = error

@@ -134,7 +134,8 @@ def outputs_written(sinks: list[SinkSet]) -> list[str]:
             lines.append(
                 f"saved {video.path} ({video.frames} frames at {video.fps:g} fps, real time: {video.results} results, "
                 f"{video.frames - video.results} repeats covering gaps, {recorder.skipped + video.paced_out} results "
-                f"skipped); recording lag behind the results p50 {lag['median']:.1f} / p99 {lag['p99']:.1f} ms"
+                f"skipped, {video.unfilled / video.fps:.1f} s left out while behind); recording lag behind the results "
+                f"p50 {lag['median']:.1f} / p99 {lag['p99']:.1f} ms"
             )
         if sink.jsonl:
             lines.append(f"saved {sink.jsonl.path} ({sink.jsonl.lines} lines)")

@@ -63,7 +63,9 @@ class VideoSink:
 
     `fps` may be a callable, read at the first frame. Files play at `fps` with every frame; with
     `real_time`, frames are placed by their capture time (repeated to cover gaps, skipped when they come
-    faster than `fps`) so the video keeps wall-clock time.
+    faster than `fps`) so the video keeps wall-clock time. A gap longer than MAX_REPEAT_S, or any gap when
+    `write(fill=False)` (a recorder that fell behind: filling would cost it more encoding and put it further
+    behind), is not filled: the timeline moves on and the slots left out are counted in `unfilled`.
     """
 
     def __init__(self, path: Path, fps: float | Callable[[], float], real_time: bool = False):
@@ -78,9 +80,10 @@ class VideoSink:
         self.frames = 0  # written, repeats included
         self.results = 0  # distinct results written
         self.paced_out = 0  # real time: results that came sooner than the next frame slot (not written)
+        self.unfilled = 0  # real time: frame slots of gaps left out (see the class docstring)
         self.first_time: float | None = None
 
-    def write(self, frame: np.ndarray, captured: float) -> None:
+    def write(self, frame: np.ndarray, captured: float, fill: bool = True) -> None:
         if self.writer is None:
             self.size = (frame.shape[1], frame.shape[0])
             self.fps = self.fps() if callable(self.fps) else self.fps  # a source knows its fps once open
@@ -96,8 +99,12 @@ class VideoSink:
             frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
         repeats = 1
         if self.real_time and self.frames:
-            target = int(round((captured - self.first_time) * self.fps)) + 1
-            repeats = min(target - self.frames, int(MAX_REPEAT_S * self.fps))
+            repeats = int(round((captured - self.first_time) * self.fps)) + 1 - self.frames
+            limit = int(MAX_REPEAT_S * self.fps) if fill else 1
+            if repeats > limit:  # leave the rest of the gap out: the timeline moves on by it
+                self.first_time += (repeats - limit) / self.fps
+                self.unfilled += repeats - limit
+                repeats = limit
         for _ in range(repeats):
             self.writer.write(frame)
         self.frames += max(repeats, 0)
@@ -219,11 +226,13 @@ class SinkSet:
         fps, latency = status if status else (None, None)
         return draw(frame, perception, fps=fps, latency_ms=latency, copy=True)
 
-    def _record(self, frame: np.ndarray, perception: Perception, status: Status, annotated: np.ndarray | None = None) -> None:
-        """Write the annotated frame to the video (placed by capture time) and the frame dump."""
+    def _record(self, frame: np.ndarray, perception: Perception, status: Status, annotated: np.ndarray | None = None,
+                behind: bool = False) -> None:
+        """Write the annotated frame to the video (placed by capture time) and the frame dump; `behind`: the
+        recorder skipped results since the last one, so the gap is not filled (see VideoSink)."""
         annotated = self._annotate(frame, perception, status) if annotated is None else annotated
         if self.video:
-            self.video.write(annotated, perception.timestamps.get("captured", 0.0))
+            self.video.write(annotated, perception.timestamps.get("captured", 0.0), fill=not behind)
         if self.dump:
             self.dump.write(annotated, perception.frame_index)
 

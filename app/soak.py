@@ -119,6 +119,7 @@ def verdicts(samples: list[dict], stats: RunStats, sinks: list[SinkSet]) -> dict
                         "jsonl_complete": lines == source.processed, "video_frames_written": video.frames if video else 0,
                         "video_frames_readable": readable, "video_complete": bool(video) and readable == video.frames,
                         "repeats": video.frames - video.results if video else 0,
+                        "left_out_s": round(video.unfilled / video.fps, 2) if video and video.frames else 0.0,
                         "skipped": (sink.recorder.skipped if sink.recorder else 0) + (video.paced_out if video else 0),
                         "fps": round(source.fps(), 2), "latency_ms": summarize(source.total_ms),
                         "record_lag_ms": summarize(sink.recorder.lag_ms) if sink.recorder else None})

@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from clips import count_frames, write_clip
 
@@ -20,9 +21,9 @@ ENCODE_S = 0.12  # a recording far slower than the model and the 30 fps source
 class SlowVideo(VideoSink):
     """A video sink whose encoding takes ENCODE_S per result (a slow codec, a slow disk)."""
 
-    def write(self, frame, captured):
+    def write(self, frame, captured, fill=True):
         time.sleep(ENCODE_S)
-        super().write(frame, captured)
+        super().write(frame, captured, fill)
 
 
 def run_clip(tmp_path: Path, model: Path, clip: Path, live: bool) -> tuple[SinkSet, list[dict], object]:
@@ -49,6 +50,19 @@ def test_live_results_do_not_wait_for_the_recording(tmp_path, tiny_onnx):
     assert recorder.skipped > 0 and video.results + recorder.skipped + video.paced_out == recorder.offered
     assert min(recorder.lag_ms) >= ENCODE_S * 1e3 * 0.9  # the recording's own lag is measured apart
     assert video.frames >= video.results and count_frames(tmp_path / "o.mp4") == video.frames  # finalised
+
+
+def test_real_time_video_fills_gaps_unless_behind(tmp_path):
+    """Gaps in capture time are filled with repeats; a recorder that is behind moves the timeline on instead."""
+    video = VideoSink(tmp_path / "v.avi", 10.0, real_time=True)
+    frame = np.zeros((24, 32, 3), np.uint8)
+    for captured, fill in ((0.0, True), (0.1, True), (0.5, True), (0.52, True), (1.5, False), (1.6, True)):
+        video.write(frame, captured, fill)
+    video.close()
+    # 0.0 -> 1, 0.1 -> 1, 0.5 -> 4 (fills 0.2..0.5), 0.52 -> 0 (sooner than the next slot), 1.5 -> 1 (9 slots
+    # left out), 1.6 -> 1 (the timeline moved on: no catching up)
+    assert (video.frames, video.results, video.paced_out, video.unfilled) == (8, 5, 1, 9)
+    assert count_frames(tmp_path / "v.avi") == 8
 
 
 def test_file_recording_keeps_every_frame_in_order(tmp_path, tiny_onnx):
