@@ -24,7 +24,9 @@ def bench(
 
     Prints what was measured (machine, versions, precision, threads, input, batch), a table of min /
     median / mean / p90 / p99 / max and throughput with ratios against the first model, and saves
-    bench.json and bench.png.
+    bench.json and bench.png. With --soak MINUTES it instead runs every --source as a live stream with
+    recording for that long and saves soak.json and soak.png (memory, fps, latency and recording lag over
+    time; verdicts on memory growth and complete outputs).
 
     Examples:
         roadsight bench -m model.onnx -m model.int8-cpu.onnx --batch 1,4 --runs 300
