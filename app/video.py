@@ -10,6 +10,7 @@ A file that fails is reported and skipped; the others go on.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -156,7 +157,10 @@ def run_job(job: Job, engine, settings: Settings, report: Callable[[Event], None
     """`process`, with any failure of this one file turned into an error row."""
     try:
         return process(job, engine, settings, report)
-    except Exception as error:  # a corrupt file may raise anything from OpenCV; the others must go on
+    except RoadsightError as error:
+        return error_row(job, error)
+    except Exception as error:  # a corrupt file may raise anything from OpenCV; the others go on, the traceback is logged
+        logging.getLogger(__name__).exception("%s failed", job.source)
         return error_row(job, error)
 
 
