@@ -48,7 +48,8 @@ def load(path: str | Path, device: str = "cpu", **options) -> Engine:
     backend = known.get(path.suffix.lower())
     if backend is None:
         raise RoadsightError(
-            f"{path.name}: unknown model type. Expected one of {', '.join(known)}, got {path.suffix or 'no suffix'!r}."
+            f"{path.name}: unknown model type. Expected one of {', '.join(known)}, got {path.suffix or 'no suffix'!r}. "
+            "Other backends (.pt) are registered when roadsight is installed: `pip install -e .` or scripts/install.sh."
         )
     if not path.is_file():
         raise RoadsightError(f"{path}: no such model file. Expected an existing {path.suffix} file, got none. Check the path.")
