@@ -139,7 +139,7 @@ def test_bench_two_onnx_models_json_png_compare(models, cli, tmp_path):
     for r in changed["model_only"]:
         r["latency_ms"]["median"] /= 2
     (second / "bench.json").write_text(json.dumps(changed))
-    compared = CliRunner().invoke(cli, ["bench", "--compare", str(out / "bench.json"), str(second / "bench.json")],
+    compared = CliRunner(env={"COLUMNS": "200"}).invoke(cli, ["bench", "--compare", str(out / "bench.json"), str(second / "bench.json")],
                                   terminal_width=160)
     assert compared.exit_code == 0, compared.output
     assert "run1 (A) vs run2 (B)" in compared.output and compared.output.count("2.00x") == 3
