@@ -15,24 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from app import stats
+from app.stats import describe
 from engines.base import Engine
 from engines.errors import RoadsightError
 from engines.meta import format_imgsz
 
 DEVICE_STAGES = ("h2d", "compute", "d2h")
-
-
-def summarize(samples_ms) -> dict[str, float]:
-    """app.stats' summary (count, mean, median, p90, p99, max) plus min, p95, std and CV (%), rounded."""
-    values = np.asarray(samples_ms, dtype=np.float64)
-    out = stats.summarize(values)
-    if not values.size:
-        return out
-    out.update(min=values.min(), p95=np.percentile(values, 95), std=values.std())
-    out["cv_percent"] = 100.0 * out["std"] / out["mean"] if out["mean"] > 0 else 0.0
-    order = ("count", "min", "median", "mean", "p90", "p95", "p99", "max", "std", "cv_percent")
-    return {k: (out[k] if k == "count" else round(float(out[k]), 4)) for k in order}
 
 
 def parse_batches(text: str) -> list[int]:
@@ -117,8 +105,8 @@ class Config:
 
     def result(self) -> dict:
         """Latency summary, per-image latency, throughput (images/s), device stages and raw samples."""
-        latency = summarize(self.samples)
-        device = {k: summarize(v) for k, v in self.device.items() if v}
+        latency = describe(self.samples)
+        device = {k: describe(v) for k, v in self.device.items() if v}
         return {
             "model": self.model,
             "batch": self.batch,

@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from app.bench import summarize
+from app.stats import describe
 from engines.base import Engine
 
 MAX_FRAMES = 60
@@ -59,13 +59,13 @@ def draw_encode(opened: list[tuple[str, Engine]], source: Path, results: list[di
             timings["draw_encode"].append((done - start) * 1e3)
         writer.release()
     reference = next((r["latency_ms"]["median"] for r in sorted(results, key=lambda r: r["batch"]) if r["model"] == model), None)
-    total = summarize(timings["draw_encode"])["median"]
+    total = describe(timings["draw_encode"])["median"]
     return {
         "frames": len(images),
         "frame_size": f"{width}x{height}",
         "codec": "mp4v",
         "masks_from": model,
-        **{stage: summarize(values) for stage, values in timings.items()},
+        **{stage: describe(values) for stage, values in timings.items()},
         "reference_model": model,
         "reference_model_only_median_ms": reference,
         "vs_model_only": round(total / reference, 4) if reference else None,

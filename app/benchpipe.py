@@ -16,7 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from app.bench import summarize
+from app.pipeline import LentEngine
+from app.stats import describe
 from engines.base import Engine
 
 OUTPUT_MODES = (("jsonl", False), ("draw+video+jsonl", True))
@@ -37,6 +38,9 @@ class TimedSource:
         count = self._source.frame_count
         return min(count, self.limit) if count and self.limit else count
 
+    def early_end(self, captured: int) -> str | None:
+        return None if self.limit and captured >= self.limit else self._source.early_end(captured)
+
     def read(self):
         if self.limit and len(self.decode_ms) >= self.limit:
             return None
@@ -45,19 +49,6 @@ class TimedSource:
         if image is not None:
             self.decode_ms.append((time.perf_counter() - start) * 1e3)
         return image
-
-
-class LentEngine:
-    """An open engine lent to one pipeline run: the pipeline's close() leaves it open for the next."""
-
-    def __init__(self, engine: Engine):
-        self._engine = engine
-
-    def __getattr__(self, name):
-        return getattr(self._engine, name)
-
-    def close(self) -> None:
-        """The owner closes the engine."""
 
 
 def model_only_ips(results: list[dict], model: str) -> tuple[float | None, int | None]:
@@ -78,9 +69,9 @@ def run_once(engine: Engine, model: str, source: Path, draw: bool, folder: Path,
         video=VideoSink(folder / f"{stem}.mp4", lambda: timed.fps or 30.0) if draw else None,
         jsonl=JsonlSink(folder / f"{stem}.jsonl"),
     )
-    stats = Pipeline([timed], lambda: LentEngine(engine), [sinks], log=log).run(handle_signals=False)
+    stats = Pipeline(sources=[timed], engine_factory=lambda: LentEngine(engine), sinks=[sinks], log=log).run(handle_signals=False)
     summary, source_stats = stats.summary(), stats.sources[0]
-    work = {"decode": summarize(timed.decode_ms).get("mean", 0.0)}
+    work = {"decode": describe(timed.decode_ms).get("mean", 0.0)}
     work.update({stage: ms for stage, ms in summary["work_ms_per_frame"].items()})
     return {
         "model": model,
@@ -89,9 +80,9 @@ def run_once(engine: Engine, model: str, source: Path, draw: bool, folder: Path,
         "wall_s": summary["wall_s"],
         "fps": summary["fps"],
         "work_ms": {stage: round(ms, 4) for stage, ms in work.items()},
-        "decode_ms": summarize(timed.decode_ms),
-        "stage_latency_ms": {stage: summarize(v) for stage, v in source_stats.stage_ms.items()},
-        "capture_to_result_ms": summarize(source_stats.total_ms),
+        "decode_ms": describe(timed.decode_ms),
+        "stage_latency_ms": {stage: describe(v) for stage, v in source_stats.stage_ms.items()},
+        "capture_to_result_ms": describe(source_stats.total_ms),
         "pre_post_ms": summary["pre_post_ms"],
         "model_fps_in_pipeline": summary["model_fps"],
         "state": source_stats.state,
@@ -119,7 +110,7 @@ def pipeline_runs(
             for _, draw in OUTPUT_MODES:
                 if console is not None:
                     console.print(f"pipeline: {model} on {source.name} ({'draw + encode + JSONL' if draw else 'JSONL'})", highlight=False)
-                run = run_once(engine, model, source, draw, Path(folder), log, frames)
+                run = run_once(engine, model, source, draw=draw, folder=Path(folder), log=log, frames=frames)
                 run["frame_size"] = f"{size[1]}x{size[0]}"
                 run["model_only_ips"], run["model_only_batch"] = reference, batch
                 run["fps_vs_model_only"] = round(run["fps"] / reference, 4) if reference else None

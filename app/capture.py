@@ -2,23 +2,39 @@
 
 Live sources keep only the newest frame (an unconsumed frame is replaced and counted as dropped); file
 sources wait for room (back-pressure: nothing lost, in order). A file replayed as live is paced at its fps.
-A network source that drops is reopened with back-off until `reconnect_timeout`; a camera that stops is
-a failure; neither stops the other sources.
+What a read without a frame means comes from the source (`Source.on_empty`): the end, a failure, or a
+drop that is reconnected with back-off until `reconnect_timeout`; no source stops the others.
 """
 
 from __future__ import annotations
 
+import itertools
+import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
 
 from engines.errors import RoadsightError
 
-from app.sources import Frame, Source
+from app.sources import OnEmpty, Source
 from app.stats import SourceStats
 
 BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 4.0, 5.0)  # reconnect delays; the last repeats
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Frame:
+    """One captured frame: which source (`source_id`), its index in that source, and when it arrived."""
+
+    image: np.ndarray
+    source_id: int
+    index: int
+    captured: float  # time.perf_counter()
 
 
 class FrameHub:
@@ -97,13 +113,12 @@ class Capture:
         source, stats, source_id = self.source, self.stats, self.source_id
         try:
             source.open()
-        except RoadsightError as error:
+        except RoadsightError as error:  # reported once, by the run's end (the status shows 'failed')
             stats.state, stats.error = "failed", str(error)
-            self.log(str(error))
             self.hub.close(source_id)
             return
         stats.state = "running"
-        replayed = source.live and source.kind in ("video", "images")  # a file played as a camera: paced
+        replayed = source.live and source.recording  # a file played as a camera: paced at its fps
         pace = 1.0 / (source.fps or self.live_fps) if replayed else 0.0
         next_time = time.perf_counter()
         try:
@@ -116,13 +131,13 @@ class Capture:
                 if pace:
                     next_time += pace
                     time.sleep(max(0.0, next_time - time.perf_counter()))
-                frame = Frame(image, source_id, stats.captured, time.perf_counter())
+                frame = Frame(image=image, source_id=source_id, index=stats.captured, captured=time.perf_counter())
                 stats.captured += 1
                 if not self.hub.put(frame, self.stopping.is_set):
                     break
-        except Exception as error:  # a broken source must never stop the others
+        except Exception as error:  # a broken source must never stop the others; its traceback goes to the log
             stats.state, stats.error = "failed", f"{source.name}: {type(error).__name__}: {error}"
-            self.log(stats.error)
+            logger.exception("capture of %s failed", source.name)
         finally:
             if stats.state in ("running", "reconnecting"):
                 stats.state = "stopped"
@@ -131,18 +146,14 @@ class Capture:
             self.hub.close(source_id)
 
     def _recover(self) -> bool:
-        source, stats = self.source, self.stats
         """After a failed read: end, fail, or reconnect a network source. True when frames come again."""
-        if source.kind in ("video", "images"):
+        source, stats = self.source, self.stats
+        if source.on_empty is OnEmpty.END:
             stats.state = "ended"
-            if source.frame_count and source.kind == "video" and stats.captured < source.frame_count - 1:
-                self.log(f"{source.name}: ended at frame {stats.captured} of {source.frame_count} (truncated file?)")
+            if note := source.early_end(stats.captured):
+                self.log(note)
             return False
-        if source.kind == "gstreamer":  # end of stream and errors look the same through OpenCV
-            stats.state = "ended"
-            self.log(f"{source.name}: the pipeline delivered no more frames after frame {stats.captured}")
-            return False
-        if not source.network:
+        if source.on_empty is OnEmpty.FAIL:
             stats.state = "failed"
             stats.error = f"{source.name}: the {source.kind} stopped delivering frames after frame {stats.captured}."
             self.log(stats.error)
@@ -155,7 +166,7 @@ class Capture:
         stats.state = "reconnecting"
         self.log(f"{source.name}: no frame after frame {stats.captured}; reconnecting for up to {timeout:g} s")
         lost_at = time.perf_counter()
-        for attempt in range(10**9):
+        for attempt in itertools.count():
             elapsed = time.perf_counter() - lost_at
             if self.stopping.is_set() or elapsed >= timeout:
                 break

@@ -4,25 +4,30 @@ from pathlib import Path
 
 import typer
 
+from engines.errors import RoadsightError
+
 
 def bench(
     model: list[Path] = typer.Option(None, "--model", "-m", help="Model to time (.onnx, .engine); repeat for several. The first is the reference for ratios."),
     batch: str = typer.Option("1", "--batch", "-b", help="Batch sizes, comma-separated, e.g. 1,4,8 (engines with a fixed batch run only theirs)."),
     runs: int = typer.Option(200, "--runs", "-n", min=1, help="Timed runs per engine and batch."),
     warmup: int = typer.Option(20, "--warmup", min=0, help="Untimed runs per engine and batch before timing."),
-    source: Path = typer.Option(None, "--source", "-s", help="Video clip: also time the whole pipeline per stage on it, with and without drawing/encoding."),
+    source: list[str] = typer.Option(None, "--source", "-s", help="Video clip: also time the whole pipeline per stage on it, with and without drawing/encoding. With --soak: the live feeds (repeat for several; a clip loops)."),
     frames: int = typer.Option(300, "--frames", min=0, help="Pipeline mode: frames of the clip to run (0: all)."),
     threads: int = typer.Option(0, "--threads", "-t", min=0, help="ONNX Runtime intra-op threads per engine (0: ONNX Runtime's default)."),
     device: str = typer.Option("auto", "--device", "-d", help="auto (the fastest installed CPU backend), cpu, cuda[:N], tensorrt[:N] (ONNX Runtime), openvino, openvino:GPU; comma-separated runs every model on each. TensorRT engines always use the GPU."),
     precision: str = typer.Option("auto", "--precision", help="OpenVINO inference precision: auto (its default, bf16 on CPUs that have it), f32, bf16 or f16."),
     out: Path = typer.Option(None, "--out", "-o", help="Folder for bench.json and bench.png (default runs/bench/<date-time>)."),
     compare: tuple[Path, Path] | None = typer.Option(None, "--compare", help="Show two saved bench.json side by side and exit."),
+    soak: float = typer.Option(None, "--soak", min=0.0, help="Soak test: run every --source as a live stream with recording for this many minutes; sample RSS, fps and latency into soak.json and soak.png."),
 ) -> None:
     """Time engines side by side: model-only latency (interleaved), and per-stage pipeline latency on a clip.
 
     Prints what was measured (machine, versions, precision, threads, input, batch), a table of min /
     median / mean / p90 / p99 / max and throughput with ratios against the first model, and saves
-    bench.json and bench.png.
+    bench.json and bench.png. With --soak MINUTES it instead runs every --source as a live stream with
+    recording for that long and saves soak.json and soak.png (memory, fps, latency and recording lag over
+    time; verdicts on memory growth and complete outputs).
 
     Examples:
         roadsight bench -m model.onnx -m model.int8-cpu.onnx --batch 1,4 --runs 300
@@ -30,6 +35,7 @@ def bench(
         roadsight bench -m model.onnx --device openvino --precision f32
         roadsight bench -m model.engine -m model.onnx --device cuda --source clip.mp4 --out runs/bench/orin
         roadsight bench --compare runs/bench/cpu/bench.json runs/bench/orin/bench.json
+        roadsight bench -m model.int8-cpu.onnx --soak 10 -s drive.mp4 -s drive.mp4 -s rtsp://cam1/stream -s 0
     """
     import time
 
@@ -43,15 +49,46 @@ def bench(
         print_compare(compare[0], compare[1], console)
         return
     out = out or Path("runs/bench") / time.strftime("%Y%m%d-%H%M%S")
+    if soak is not None:
+        return _soak(model or [], source or [], soak, device, out, console)
+    if source and len(source) > 1:
+        raise RoadsightError(f"--source: {len(source)} given. Expected one clip for the pipeline timing (several only with --soak).")
+    source = Path(source[0]) if source else None
     report = bench_impl.run(
-        model or [], bench_impl.parse_batches(batch), runs, warmup, device, threads, source, out.name, console, frames,
-        precision=precision,
+        model or [], batches=bench_impl.parse_batches(batch), runs=runs, warmup=warmup, device=device, threads=threads,
+        source=source, name=out.name, console=console, frames=frames, precision=precision,
     )
     print_report(report, console)
     json_path, png_path, reason = bench_impl.save(report, out)
     console.print(f"saved {json_path}" + (f" and {png_path}" if png_path else ""), highlight=False)
     if reason:
         console.print(reason, highlight=False)
+
+
+def _soak(models: list[Path], sources: list[str], minutes: float, device: str, out: Path, console) -> None:
+    """`bench --soak`: the first model on every source as live streams with recording; prints the verdicts."""
+    from app import soak as soak_impl
+    from app.pipeline import StreamSettings
+
+    if len(models) != 1:
+        raise RoadsightError(f"--soak: {len(models)} models given. Expected exactly one --model to soak, got {len(models)}.")
+    options = soak_impl.SoakOptions(model=models[0], sources=sources, minutes=minutes, out=out,
+                                    stream=StreamSettings(device=device, live=True))
+    report = soak_impl.run(options, console)
+    json_path, png_path = soak_impl.save(report, out)
+    verdicts = report["verdicts"]
+    for row in verdicts["outputs"]:
+        lag = row["record_lag_ms"] or {}
+        console.print(
+            f"{row['source']}: {row['results']} results at {row['fps']:.1f} fps, result p50/p99 "
+            f"{row['latency_ms'].get('median', 0):.0f}/{row['latency_ms'].get('p99', 0):.0f} ms, recording lag p50/p99 "
+            f"{lag.get('median', 0):.0f}/{lag.get('p99', 0):.0f} ms; JSONL {row['jsonl_lines']} lines, video "
+            f"{row['video_frames_readable']}/{row['video_frames_written']} frames readable", highlight=False)
+    growth = verdicts["rss_growth_percent"]
+    console.print(f"RSS growth from {verdicts['rss_from_s'] or 0:g} s to the end: "
+                  f"{'unknown' if growth is None else f'{growth:+.1f}%'}; fps spread between sources: "
+                  f"{verdicts['fps_spread_percent']}%; outputs complete: {verdicts['all_outputs_complete']}", highlight=False)
+    console.print(f"saved {json_path}" + (f" and {png_path}" if png_path else " (no PNG: matplotlib is not installed)"), highlight=False)
 
 
 def video(
@@ -80,7 +117,8 @@ def video(
     from app import video as video_impl
 
     try:
-        rows = video_impl.run(inputs, str(model), out, video_out, jsonl, workers, device, threads, conf, iou)
+        rows = video_impl.run(inputs, str(model), out, video=video_out, jsonl=jsonl, workers=workers, device=device,
+                              threads=threads, conf=conf, iou=iou)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     failed = [row for row in rows if row.status == "error"]
@@ -118,7 +156,10 @@ def run(
     from app.run import run as run_pipeline
 
     console = Console(stderr=True)
-    options = RunOptions(model, source, show, save, jsonl, dump_dir, conf, iou, live, reconnect_timeout, device)
+    from app.pipeline import StreamSettings
+
+    settings = StreamSettings(device=device, conf=conf, iou=iou, live=live, reconnect_timeout=reconnect_timeout)
+    options = RunOptions(model=model, sources=source, show=show, save=save, jsonl=jsonl, dump_dir=dump_dir, stream=settings)
     stats = run_pipeline(options, console)
     failed = [s for s in stats.sources if s.failed]
     if failed:
@@ -151,15 +192,45 @@ def demo(
     """
     from app import demo as demo_impl
 
-    options = demo_impl.DemoOptions(source=source, model=model, out=out, show=show, runs=runs, device=device)
+    from app.pipeline import StreamSettings
+
+    options = demo_impl.DemoOptions(source=source, model=model, out=out, show=show, runs=runs,
+                                    stream=StreamSettings(device=device))
     try:
         demo_impl.run(options)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
 
 
+def predict(
+    model: Path = typer.Option(..., "--model", "-m", help="Model: .onnx (ONNX Runtime), .engine (TensorRT) or .pt (PyTorch)."),
+    source: str = typer.Option(..., "--source", "-s", help="An image, a folder of images or a quoted glob such as 'imgs/*.jpg'."),
+    save_dir: Path = typer.Option(Path("runs/predict"), "--save-dir", help="Folder for annotated images and one JSON per image."),
+    conf: float = typer.Option(0.25, "--conf", min=0.0, max=1.0, help="Keep detections scoring above this."),
+    iou: float = typer.Option(0.45, "--iou", min=0.0, max=1.0, help="NMS IoU threshold (class-aware)."),
+    device: str = typer.Option("cpu", "--device", "-d", help="cpu, cuda[:N] or tensorrt[:N] for ONNX Runtime; openvino or openvino:GPU for OpenVINO; .engine files always use the GPU."),
+    masks: bool = typer.Option(False, "--masks", help="Also store the drivable/lane masks in the JSON files (run-length encoded)."),
+) -> None:
+    """Detect vehicles and segment drivable area and lanes in images.
+
+    Writes SAVE_DIR/NAME (boxes, drivable area and lanes drawn) and SAVE_DIR/STEM.json (detections in frame pixels, drivable fraction, lane pixels, latency per stage; layout in engines/perception.py).
+
+    Examples:
+
+      roadsight predict --model model.onnx --source data/synth/images/val
+
+      roadsight predict -m model.engine -s 'clips/*.jpg' --conf 0.4 --save-dir runs/predict/trt
+
+      roadsight predict -m best.pt -s frame.jpg --masks
+    """
+    from app.predict import run_predict
+
+    run_predict(model, source, save_dir, conf=conf, iou=iou, device=device, masks=masks)
+
+
 def register(app: typer.Typer) -> None:
     """Add this package's commands to the root app."""
+    app.command("predict")(predict)
     app.command("bench")(bench)
     app.command("video")(video)
     app.command("run")(run)

@@ -28,7 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from engines.errors import RoadsightError
 
 from app import zoo
-from app.pipeline import Pipeline, PipelineOptions
+from app.pipeline import Pipeline, StreamSettings
 from app.sinks import JsonlSink, SinkSet, VideoSink, WindowSink, check_output
 from app.sources import open_source, quiet_opencv
 from app.stats import RunStats
@@ -48,9 +48,7 @@ class DemoOptions:
     out: Path = Path("runs/demo")
     show: bool = False
     runs: int = 30
-    device: str = "auto"
-    conf: float = 0.25
-    iou: float = 0.45
+    stream: StreamSettings = field(default_factory=lambda: StreamSettings(device="auto"))
 
 
 @dataclass
@@ -130,11 +128,12 @@ def stream(model: Path, spec: str, files: DemoFiles, window: WindowSink | None, 
     import engines
 
     quiet_opencv()
-    source = open_source(spec)
+    source = open_source(spec, options.stream.live)
     sinks = SinkSet(
         video=VideoSink(files.video, lambda: source.fps or CLIP_FPS, real_time=source.live),
         jsonl=JsonlSink(files.jsonl),
         window=window,
+        live=source.live,
     )
     columns = (TextColumn(f"{model.name} on {source.name}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[fps]:5.1f} fps"), TimeElapsedColumn())
@@ -145,8 +144,8 @@ def stream(model: Path, spec: str, files: DemoFiles, window: WindowSink | None, 
             one = stats.sources[0]
             bar.update(task, completed=one.processed, total=source.frame_count, fps=one.recent_fps_latency()[0])
 
-        pipeline = Pipeline([source], lambda: engines.load(model, options.device), [sinks],
-                            PipelineOptions(conf=options.conf, iou=options.iou), log=console.print, on_tick=tick)
+        pipeline = Pipeline(sources=[source], engine_factory=lambda: engines.load(model, options.stream.device),
+                            sinks=[sinks], settings=options.stream, log=console.print, on_tick=tick)
         stats = pipeline.run()
     result = stats.sources[0]
     if result.failed:
@@ -186,8 +185,10 @@ def benchmark(model: Path, reference: Path | None, options: DemoOptions, console
 
     models = [reference, model] if reference is not None else [model]
     # on OpenVINO the FP32 reference is timed on ONNX Runtime too: the speed-up is against the plain CPU runtime
-    devices = f"cpu,{options.device}" if options.device.lower().startswith("openvino") and reference else options.device
-    report = bench.run(models, [1], options.runs, BENCH_WARMUP, devices, 0, None, "demo", console)
+    device = options.stream.device
+    devices = f"cpu,{device}" if device.lower().startswith("openvino") and reference else device
+    report = bench.run(models, batches=[1], runs=options.runs, warmup=BENCH_WARMUP, device=devices, name="demo",
+                       console=console)
     json_path, png_path, _ = bench.save(report, options.out)
     return report, [json_path] + ([png_path] if png_path else [])
 
@@ -214,11 +215,12 @@ def run(options: DemoOptions, console: Console | None = None, out_console: Conso
     """The whole demo; progress on `console` (stderr), the report on `out_console` (stdout). Returns demo.json's dict."""
     console = console or Console(stderr=True)
     out_console = out_console or Console()
-    options = replace(options, device=resolve_device(options.device, options.model))
-    model, reference = resolve_models(options.model, options.device)
+    device = resolve_device(options.stream.device, options.model)
+    options = replace(options, stream=replace(options.stream, device=device))
+    model, reference = resolve_models(options.model, device)
     check_output(options.out, "--out", folder=True)
-    console.print(f"backend: {BACKEND_NAMES.get(options.device.split(':')[0].lower(), options.device)} "
-                  f"(--device {options.device}) runs {model.name}", highlight=False)
+    console.print(f"backend: {BACKEND_NAMES.get(device.split(':')[0].lower(), device)} "
+                  f"(--device {device}) runs {model.name}", highlight=False)
     files = DemoFiles(options.out / "demo.mp4", options.out / "demo.jsonl", options.out / "demo.json")
     if options.show:
         check_display()
@@ -237,7 +239,7 @@ def run(options: DemoOptions, console: Console | None = None, out_console: Conso
     summary = {
         "format": "roadsight-demo",
         "model": str(model),
-        "device": options.device,
+        "device": options.stream.device,
         "shipped": options.model is None,
         "reference": str(reference) if reference else None,
         "source": options.source or str(files.clip),

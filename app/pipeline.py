@@ -7,13 +7,15 @@
    them. With live sources it takes frames only once the engine is free, so a frame never ages in a queue;
    with files only, one batch is prepared while the engine runs the previous one.
 3. The infer thread creates the engine (it owns its CUDA context) and runs it.
-4. The postprocess thread turns outputs into Perceptions (timestamps captured/preprocessed/inferred/
-   postprocessed).
-5. The calling thread writes the sinks (a window must live on the main thread) and stamps `written`.
+4. The postprocess thread turns outputs into Perceptions.
+5. The calling thread writes the sinks (a window must live on the main thread).
 
+One `Batch` travels through every queue; it stamps when each stage finished and is the only place a
+Perception gets its frame index, source name and timestamps (`engines.perception.STAGES`).
 Stop (Ctrl-C, SIGTERM, a window's q, the end of every source) drains: queued frames are finished and every
-sink is closed. A fatal error (engine, sink) aborts: the stages stop and the error is raised after the
-sinks are closed. One failing source is recorded in its stats and never stops the others.
+sink is closed. A fatal error aborts: the stages stop and the error is raised after the sinks are closed —
+a RoadsightError as its one line, anything else (a bug) with its traceback. One failing source is recorded
+in its stats and never stops the others.
 """
 
 from __future__ import annotations
@@ -23,13 +25,17 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from engines.base import Engine
 from engines.errors import RoadsightError
+from engines.perception import Perception
 from engines.predictor import Predictor
+from engines.preprocess import Letterbox
 
-from app.capture import Capture, FrameHub
+from app.capture import Capture, Frame, FrameHub
 from app.sinks import SinkSet
 from app.sources import Source
 from app.stats import RunStats, SourceStats
@@ -37,17 +43,62 @@ from app.stats import RunStats, SourceStats
 END = None  # queue sentinel
 
 
-@dataclass
-class PipelineOptions:
-    """conf/iou: detection thresholds; reconnect_timeout: seconds a network source may stay down (0: the
-    first drop ends it); file_buffer: frames a file source may read ahead; live_fps: pace for a file
-    replayed as a live source when its fps is unknown."""
+@dataclass(frozen=True)
+class StreamSettings:
+    """How frames are run, shared by `run`, `demo`, `video` and `bench`.
 
+    device: where the model runs (`engines.device`); conf/iou: detection thresholds; live: force the
+    newest-frame (True) or every-frame (False) policy, None: by source; reconnect_timeout: seconds a
+    network source may stay down (0: the first drop ends it); file_buffer: frames a file source may read
+    ahead; live_fps: pace of a file replayed as live when its fps is unknown.
+    """
+
+    device: str = "cpu"
     conf: float = 0.25
     iou: float = 0.45
+    live: bool | None = None
     reconnect_timeout: float = 30.0
     file_buffer: int = 8
     live_fps: float = 30.0
+
+
+@dataclass
+class Batch:
+    """Frames on their way through the stages (the item of every queue) and when each stage finished."""
+
+    frames: list[Frame]
+    tensor: np.ndarray | None = None  # preprocess ->
+    params: list[Letterbox] = field(default_factory=list)
+    outputs: dict[str, np.ndarray] | None = None  # infer ->
+    perceptions: list[Perception] = field(default_factory=list)  # postprocess ->
+    stamps: dict[str, float] = field(default_factory=dict)
+
+    def stamp(self, stage: str) -> float:
+        """Record that the batch finished `stage` now; returns the time."""
+        self.stamps[stage] = now = time.perf_counter()
+        return now
+
+    def finish(self, perceptions: list[Perception], source_names: list[str]) -> None:
+        """Attach the Perceptions: each gets its frame's index, source name and timestamps."""
+        for frame, perception in zip(self.frames, perceptions):
+            perception.frame_index, perception.source = frame.index, source_names[frame.source_id]
+            perception.stamp("captured", frame.captured)
+            for stage, at in self.stamps.items():
+                perception.stamp(stage, at)
+        self.perceptions = perceptions
+
+
+class LentEngine:
+    """An open engine lent to one pipeline run: the pipeline's close() leaves it open for the next."""
+
+    def __init__(self, engine: Engine):
+        self._engine = engine
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
+
+    def close(self) -> None:
+        """The owner closes the engine."""
 
 
 class Pipeline:
@@ -62,25 +113,26 @@ class Pipeline:
         sources: list[Source],
         engine_factory: Callable[[], Engine],
         sinks: list[SinkSet],
-        options: PipelineOptions | None = None,
+        settings: StreamSettings | None = None,
         log: Callable[[str], None] = print,
         on_tick: Callable[[RunStats], None] | None = None,
     ):
         self.sources, self.engine_factory, self.sinks = sources, engine_factory, sinks
-        self.options = options or PipelineOptions()
+        self.settings = settings or StreamSettings()
         self.log, self.on_tick = log, on_tick
+        self.names = [s.name for s in sources]
         self.stats = RunStats([SourceStats(s.name, s.live) for s in sources])
-        self.hub = FrameHub(sources, self.stats.sources, self.options.file_buffer)
+        self.hub = FrameHub(sources, self.stats.sources, self.settings.file_buffer)
         self.live_mode = any(s.live for s in sources)
         depth = 1 if self.live_mode else 2
         self.slots = threading.Semaphore(depth)  # batches the infer thread may have waiting
-        self.pre_q: queue.Queue = queue.Queue()
-        self.infer_q: queue.Queue = queue.Queue(maxsize=depth)
-        self.out_q: queue.Queue = queue.Queue(maxsize=2 * depth)
+        self.pre_q: queue.Queue[Batch | None] = queue.Queue()
+        self.infer_q: queue.Queue[Batch | None] = queue.Queue(maxsize=depth)
+        self.out_q: queue.Queue[Batch | None] = queue.Queue(maxsize=2 * depth)
         self.stopping = threading.Event()  # drain and finish
         self.aborted = threading.Event()  # finish now (fatal error or second Ctrl-C)
         self.ready = threading.Event()
-        self.error: str | None = None
+        self.error: BaseException | None = None
         self.predictor: Predictor | None = None
 
     # --- control -------------------------------------------------------------------------------------
@@ -88,9 +140,10 @@ class Pipeline:
         """Stop capturing; frames already captured are still processed and written."""
         self.stopping.set()
 
-    def _fail(self, message: str) -> None:
+    def _fail(self, error: BaseException) -> None:
+        """Abort the run; `run()` raises the first error (a RoadsightError's one line, a bug's traceback)."""
         if self.error is None:
-            self.error = message
+            self.error = error
         self.stopping.set()
         self.aborted.set()
 
@@ -115,9 +168,17 @@ class Pipeline:
 
     # --- stages --------------------------------------------------------------------------------------
     def _capture(self, source_id: int) -> Capture:
-        source, stats = self.sources[source_id], self.stats.sources[source_id]
-        options = self.options
-        return Capture(source, source_id, stats, self.hub, self.stopping, options.reconnect_timeout, options.live_fps, self.log)
+        settings = self.settings
+        return Capture(
+            source=self.sources[source_id],
+            source_id=source_id,
+            stats=self.stats.sources[source_id],
+            hub=self.hub,
+            stopping=self.stopping,
+            reconnect_timeout=settings.reconnect_timeout,
+            live_fps=settings.live_fps,
+            log=self.log,
+        )
 
     def _preprocess(self) -> None:
         try:
@@ -131,13 +192,13 @@ class Pipeline:
                 frames = self.hub.take(limit, self.stopping.is_set)
                 if frames is None:
                     break
+                batch = Batch(frames)
                 start = time.perf_counter()
-                batch, params = predictor.preprocess([f.image for f in frames])
-                done = time.perf_counter()
-                self.stats.add_busy("preprocess", done - start, len(frames))
-                self.pre_q.put((frames, batch, params, done))
+                batch.tensor, batch.params = predictor.preprocess([f.image for f in frames])
+                self.stats.add_busy("preprocess", batch.stamp("preprocessed") - start, len(frames))
+                self.pre_q.put(batch)
         except Exception as error:
-            self._fail(f"preprocess: {type(error).__name__}: {error}")
+            self._fail(error)
         finally:
             self.pre_q.put(END)
 
@@ -151,24 +212,21 @@ class Pipeline:
         engine = None
         try:
             engine = self.engine_factory()
-            self.predictor = Predictor(engine, self.options.conf, self.options.iou)
+            self.predictor = Predictor(engine, self.settings.conf, self.settings.iou)
             self.ready.set()
-            while (item := self._get(self.pre_q)) is not END:
+            while (batch := self._get(self.pre_q)) is not END:
                 if not self.live_mode:
                     self.slots.release()  # files: the next batch is prepared while this one runs
-                frames, batch, params, preprocessed = item
                 start = time.perf_counter()
-                outputs = self.predictor.infer(batch)
-                inferred = time.perf_counter()
+                batch.outputs, batch.tensor = self.predictor.infer(batch.tensor), None
+                inferred = batch.stamp("inferred")
                 if self.live_mode:
                     self.slots.release()  # live: take the next (newest) frame only now, so it never waits
-                self.stats.add_busy("infer", inferred - start, len(frames))
-                if not self._put(self.infer_q, (frames, outputs, params, preprocessed, inferred)):
+                self.stats.add_busy("infer", inferred - start, len(batch.frames))
+                if not self._put(self.infer_q, batch):
                     break
-        except RoadsightError as error:
-            self._fail(str(error))
         except Exception as error:
-            self._fail(f"infer: {type(error).__name__}: {error}")
+            self._fail(error)
         finally:
             self._put(self.infer_q, END)
             if engine is not None:
@@ -178,24 +236,16 @@ class Pipeline:
         try:
             if not self._wait_ready():
                 return
-            while (item := self._get(self.infer_q)) is not END:
-                frames, outputs, params, preprocessed, inferred = item
+            while (batch := self._get(self.infer_q)) is not END:
                 start = time.perf_counter()
-                perceptions = self.predictor.postprocess(outputs, params)
-                self.stats.add_busy("postprocess", time.perf_counter() - start, len(frames))
-                for frame, perception in zip(frames, perceptions):
-                    perception.frame_index = frame.index
-                    perception.source = self.sources[frame.source_id].name
-                    perception.timestamps = {
-                        "captured": frame.captured,
-                        "preprocessed": preprocessed,
-                        "inferred": inferred,
-                        "postprocessed": perception.timestamps["postprocessed"],
-                    }
-                if not self._put(self.out_q, list(zip(frames, perceptions))):
+                perceptions = self.predictor.postprocess(batch.outputs, batch.params)
+                self.stats.add_busy("postprocess", batch.stamp("postprocessed") - start, len(batch.frames))
+                batch.finish(perceptions, self.names)
+                batch.outputs = None
+                if not self._put(self.out_q, batch):
                     break
         except Exception as error:
-            self._fail(f"postprocess: {type(error).__name__}: {error}")
+            self._fail(error)
         finally:
             self._put(self.out_q, END)
 
@@ -204,22 +254,24 @@ class Pipeline:
         next_tick = 0.0
         while True:
             try:
-                item = self.out_q.get(timeout=0.05)
+                batch = self.out_q.get(timeout=0.05)
             except queue.Empty:
-                item = ()
-            if item is END or self.aborted.is_set():
+                batch = Batch([])
+            if batch is END or self.aborted.is_set():
                 break
-            for frame, perception in item:
+            for frame, perception in zip(batch.frames, batch.perceptions):
                 start = time.perf_counter()
                 stats = self.stats.sources[frame.source_id]
                 fps, latency, _ = stats.recent_fps_latency()
                 try:
                     if not self.sinks[frame.source_id].write(frame.image, perception, (fps, latency) if fps else None):
                         self.stop()  # the window was closed
-                except RoadsightError as error:
-                    return self._fail(str(error))
-                except OSError as error:
-                    return self._fail(f"output: {error}")
+                except OSError as error:  # a full disk, a vanished folder: the user's to fix
+                    failure = RoadsightError(f"output: {error}. Expected room and permission to write, got this error.")
+                    failure.__cause__ = error
+                    return self._fail(failure)
+                except Exception as error:
+                    return self._fail(error)
                 stats.add_result(perception.timestamps)
                 self.stats.add_busy("sinks", time.perf_counter() - start, 1)
             if self.on_tick and time.perf_counter() >= next_tick:
@@ -236,7 +288,7 @@ class Pipeline:
             self.stop()
 
     def run(self, handle_signals: bool = True) -> RunStats:
-        """Run until every source ends, stop() or a signal; raise RoadsightError on a fatal error."""
+        """Run until every source ends, stop() or a signal; raise the first fatal error after closing the sinks."""
         previous = {}
         if handle_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -270,6 +322,6 @@ class Pipeline:
             for thread in captures:  # a capture blocked in a network read ends on its own (daemon)
                 if thread.is_alive():
                     thread.join(timeout=0.5)
-        if self.error:
-            raise RoadsightError(self.error)
+        if self.error is not None:
+            raise self.error
         return self.stats

@@ -13,10 +13,10 @@ from rich.text import Text
 
 from engines.errors import RoadsightError
 
-from app.pipeline import Pipeline, PipelineOptions
+from app.pipeline import Pipeline, StreamSettings
 from app.sinks import DumpSink, JsonlSink, SinkSet, VideoSink, WindowSink, check_output, per_source
 from app.sources import Source, open_source, quiet_opencv
-from app.stats import RunStats
+from app.stats import RunStats, summarize
 
 DEFAULT_FPS = 30.0
 
@@ -31,12 +31,7 @@ class RunOptions:
     save: Path | None = None
     jsonl: Path | None = None
     dump_dir: Path | None = None
-    conf: float = 0.25
-    iou: float = 0.45
-    live: bool | None = None
-    reconnect_timeout: float = 30.0
-    device: str = "cpu"
-    pipeline: PipelineOptions = field(default_factory=PipelineOptions)
+    stream: StreamSettings = field(default_factory=StreamSettings)
 
 
 def build_sinks(sources: list[Source], options: RunOptions) -> list[SinkSet]:
@@ -61,6 +56,7 @@ def build_sinks(sources: list[Source], options: RunOptions) -> list[SinkSet]:
                     jsonl=JsonlSink(jsonl) if jsonl else None,
                     dump=DumpSink(dump) if dump else None,
                     window=WindowSink(f"roadsight: {source.name}") if options.show else None,
+                    live=source.live,
                 )
             )
     except BaseException:
@@ -70,19 +66,21 @@ def build_sinks(sources: list[Source], options: RunOptions) -> list[SinkSet]:
     return sinks
 
 
-def status_table(stats: RunStats) -> Table:
-    """One line per source: state, fps, capture-to-result latency (median/p99), drops, reconnects."""
-    table = Table(box=None, show_header=False, pad_edge=False)
-    for source in stats.sources:
+def status_table(stats: RunStats, sinks: list[SinkSet] = ()) -> Table:
+    """One row per source: state, results, fps, capture-to-result latency and, for a live recording, its
+    own lag behind the results (p50/p99 ms), drops, reconnects. Fits an 80-column terminal (a long
+    source name is cut short with an ellipsis)."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("source", max_width=18, overflow="ellipsis", no_wrap=True)
+    for column in ("state", "frames", "fps", "p50/p99 ms", "rec ms", "drops", "reconn"):
+        table.add_column(column, justify="left" if column == "state" else "right", no_wrap=True)
+    recorders = [sink.recorder for sink in sinks] or [None] * len(stats.sources)
+    for source, recorder in zip(stats.sources, recorders):
         fps, p50, p99 = source.recent_fps_latency()
+        lag = "{:.0f}/{:.0f}".format(*recorder.recent_lag()) if recorder else "-"
         table.add_row(
-            Text(source.name, style="bold"),
-            source.state,
-            f"{source.processed} frames",
-            f"{fps:5.1f} fps",
-            f"latency {p50:.0f}/{p99:.0f} ms (median/p99)",
-            f"drops {source.dropped}",
-            f"reconnects {source.reconnects}",
+            source.name, source.state, str(source.processed), f"{fps:.1f}", f"{p50:.0f}/{p99:.0f}", lag,
+            str(source.dropped), str(source.reconnects),
         )
     return table
 
@@ -124,11 +122,21 @@ def summary_table(stats: RunStats) -> Group:
 
 
 def outputs_written(sinks: list[SinkSet]) -> list[str]:
-    """'saved out.mp4 (60 frames)'-style lines for the files the run wrote."""
+    """'saved out.mp4 (60 frames)'-style lines for the files the run wrote; a live recording also says
+    how far it lagged behind the results and which frames it repeated or skipped to keep real time."""
     lines = []
     for sink in sinks:
-        if sink.video and sink.video.frames:
-            lines.append(f"saved {sink.video.path} ({sink.video.frames} frames)")
+        video, recorder = sink.video, sink.recorder
+        if video and video.frames and recorder is None:
+            lines.append(f"saved {video.path} ({video.frames} frames)")
+        elif video and video.frames:
+            lag = summarize(recorder.lag_ms)
+            lines.append(
+                f"saved {video.path} ({video.frames} frames at {video.fps:g} fps, real time: {video.results} results, "
+                f"{video.frames - video.results} repeats covering gaps, {recorder.skipped + video.paced_out} results "
+                f"skipped, {video.unfilled / video.fps:.1f} s left out while behind); recording lag behind the results "
+                f"p50 {lag['median']:.1f} / p99 {lag['p99']:.1f} ms"
+            )
         if sink.jsonl:
             lines.append(f"saved {sink.jsonl.path} ({sink.jsonl.lines} lines)")
         if sink.dump:
@@ -139,7 +147,8 @@ def outputs_written(sinks: list[SinkSet]) -> list[str]:
 def run(options: RunOptions, console: Console | None = None) -> RunStats:
     """Run the pipeline for `roadsight run`; returns the stats (failed sources are in them).
 
-    Raises RoadsightError for bad arguments (before anything starts) and for fatal errors.
+    Raises RoadsightError for bad arguments (before anything starts), for fatal errors, and when every
+    source failed before giving a frame (then no summary is printed and the empty outputs are removed).
     """
     import engines
 
@@ -153,28 +162,38 @@ def run(options: RunOptions, console: Console | None = None) -> RunStats:
 
         console.print(f"found {describe_runtime('running a .engine')}", highlight=False)
     quiet_opencv()
-    sources = [open_source(spec, options.live) for spec in options.sources]
+    settings = options.stream
+    sources = [open_source(spec, settings.live) for spec in options.sources]
     sinks = build_sinks(sources, options)
-    options.pipeline.conf, options.pipeline.iou = options.conf, options.iou
-    options.pipeline.reconnect_timeout = options.reconnect_timeout
 
     error: RoadsightError | None = None
     with Live(status_table(RunStats([])), console=console, refresh_per_second=4, transient=True) as live:
         pipeline = Pipeline(
-            sources,
-            lambda: engines.load(options.model, options.device),
-            sinks,
-            options.pipeline,
+            sources=sources,
+            engine_factory=lambda: engines.load(options.model, settings.device),
+            sinks=sinks,
+            settings=settings,
             log=lambda message: console.print(message, style="yellow", markup=False, highlight=False),
-            on_tick=lambda stats: live.update(status_table(stats)),
+            on_tick=lambda stats: live.update(status_table(stats, sinks)),
         )
         try:
             pipeline.run()
         except RoadsightError as caught:
             error = caught
-    console.print(summary_table(pipeline.stats))
+    stats = pipeline.stats
+    if error is None and all(s.failed and not s.processed for s in stats.sources):
+        remove_empty_outputs(sinks)
+        raise RoadsightError("; ".join(s.error for s in stats.sources))
+    console.print(summary_table(stats))
     for line in outputs_written(sinks):
         console.print(line, highlight=False)
     if error is not None:
         raise error
-    return pipeline.stats
+    return stats
+
+
+def remove_empty_outputs(sinks: list[SinkSet]) -> None:
+    """Delete the JSONL files of a run that wrote nothing (a video without frames is never created)."""
+    for sink in sinks:
+        if sink.jsonl and not sink.jsonl.lines:
+            sink.jsonl.path.unlink(missing_ok=True)

@@ -2,14 +2,15 @@
 
 Every sink is checked before the run starts (`check_output`), writes per frame (the JSONL is flushed
 after every line, so a killed run leaves only complete lines) and is closed exactly once, which
-finalises the video container. `SinkSet` groups the sinks of one source.
+finalises the video container. `SinkSet` groups the sinks of one source: for a file every sink gets
+every frame, in order; for a live source the JSONL gets each result at once and the recording (video,
+frame dump) is drawn and encoded by an `app.recorder.Recorder` thread from the newest result.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +20,8 @@ import numpy as np
 from engines.draw import draw
 from engines.errors import RoadsightError
 from engines.perception import Perception
+
+from app.recorder import Recorder, Status
 
 VIDEO_FOURCC = {".mp4": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
 MAX_REPEAT_S = 10.0  # a live video repeats a frame for at most this long to cover a gap
@@ -60,7 +63,9 @@ class VideoSink:
 
     `fps` may be a callable, read at the first frame. Files play at `fps` with every frame; with
     `real_time`, frames are placed by their capture time (repeated to cover gaps, skipped when they come
-    faster than `fps`) so the video keeps wall-clock time.
+    faster than `fps`) so the video keeps wall-clock time. A gap longer than MAX_REPEAT_S, or any gap when
+    `write(fill=False)` (a recorder that fell behind: filling would cost it more encoding and put it further
+    behind), is not filled: the timeline moves on and the slots left out are counted in `unfilled`.
     """
 
     def __init__(self, path: Path, fps: float | Callable[[], float], real_time: bool = False):
@@ -72,10 +77,13 @@ class VideoSink:
         self.path, self.fps, self.real_time = path, fps, real_time
         self.writer: cv2.VideoWriter | None = None
         self.size: tuple[int, int] | None = None
-        self.frames = 0
+        self.frames = 0  # written, repeats included
+        self.results = 0  # distinct results written
+        self.paced_out = 0  # real time: results that came sooner than the next frame slot (not written)
+        self.unfilled = 0  # real time: frame slots of gaps left out (see the class docstring)
         self.first_time: float | None = None
 
-    def write(self, frame: np.ndarray, captured: float) -> None:
+    def write(self, frame: np.ndarray, captured: float, fill: bool = True) -> None:
         if self.writer is None:
             self.size = (frame.shape[1], frame.shape[0])
             self.fps = self.fps() if callable(self.fps) else self.fps  # a source knows its fps once open
@@ -83,19 +91,25 @@ class VideoSink:
             self.writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, self.size)
             if not self.writer.isOpened():
                 raise RoadsightError(
-                    f"--save {self.path}: OpenCV cannot open a video writer. Expected a writable {self.path.suffix} "
-                    "file, got a failure."
+                    f"--save {self.path}: OpenCV cannot open a video writer for it. Expected a writable {self.path.suffix} "
+                    "file and a codec for it. Try another folder, or .avi (MJPG)."
                 )
             self.first_time = captured
         if (frame.shape[1], frame.shape[0]) != self.size:  # a stream that came back at another resolution
             frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
         repeats = 1
         if self.real_time and self.frames:
-            target = int(round((captured - self.first_time) * self.fps)) + 1
-            repeats = min(target - self.frames, int(MAX_REPEAT_S * self.fps))
+            repeats = int(round((captured - self.first_time) * self.fps)) + 1 - self.frames
+            limit = int(MAX_REPEAT_S * self.fps) if fill else 1
+            if repeats > limit:  # leave the rest of the gap out: the timeline moves on by it
+                self.first_time += (repeats - limit) / self.fps
+                self.unfilled += repeats - limit
+                repeats = limit
         for _ in range(repeats):
             self.writer.write(frame)
         self.frames += max(repeats, 0)
+        self.results += repeats > 0
+        self.paced_out += repeats <= 0
 
     def close(self) -> None:
         if self.writer is not None:
@@ -171,7 +185,7 @@ class WindowSink:
 
 
 class SinkSet:
-    """All outputs of one source. write() draws once when a visual sink exists and stamps `written`."""
+    """All outputs of one source. `live`: the recording (video, dump) runs in a `Recorder` thread."""
 
     def __init__(
         self,
@@ -179,32 +193,56 @@ class SinkSet:
         jsonl: JsonlSink | None = None,
         dump: DumpSink | None = None,
         window: WindowSink | None = None,
+        live: bool = False,
     ):
-        self.video, self.jsonl, self.dump, self.window = video, jsonl, dump, window
+        self.video, self.jsonl, self.dump, self.window, self.live = video, jsonl, dump, window, live
+        name = f"record-{video.path.name if video else 'frames'}"
+        self.recorder = Recorder(self._record, name=name) if live and (video or dump) else None
         self.closed = False
 
-    def write(self, frame: np.ndarray, perception: Perception, status: tuple[float, float] | None = None) -> bool:
-        """Write one frame to every sink; False when a window asked to stop. status: (fps, latency ms)."""
-        keep_going = True
-        if self.video or self.dump or self.window:
-            fps, latency = status if status else (None, None)
-            annotated = draw(frame, perception, fps=fps, latency_ms=latency, copy=True)
-            if self.video:
-                self.video.write(annotated, perception.timestamps.get("captured", 0.0))
-            if self.dump:
-                self.dump.write(annotated, perception.frame_index)
-            if self.window:
-                keep_going = self.window.write(annotated)
-        perception.timestamps["written"] = time.perf_counter()
+    def write(self, frame: np.ndarray, perception: Perception, status: Status = None) -> bool:
+        """Write one result; False when a window asked to stop. status: (fps, latency ms) for the overlay.
+
+        Files: drawn once, then video, dump, window, `written` stamped, JSONL. Live: `written` stamped and
+        the JSONL line written first, the recording offered to its thread, then the window.
+        """
+        if self.live:
+            perception.stamp("written")
+            if self.jsonl:
+                self.jsonl.write(perception)
+            if self.recorder is not None:
+                self.recorder.offer(frame, perception, status)
+            return self.window.write(self._annotate(frame, perception, status)) if self.window else True
+        annotated = self._annotate(frame, perception, status) if self.video or self.dump or self.window else None
+        if annotated is not None:
+            self._record(frame, perception, status, annotated)
+        perception.stamp("written")
         if self.jsonl:
             self.jsonl.write(perception)
-        return keep_going
+        return self.window.write(annotated) if self.window else True
+
+    @staticmethod
+    def _annotate(frame: np.ndarray, perception: Perception, status: Status) -> np.ndarray:
+        fps, latency = status if status else (None, None)
+        return draw(frame, perception, fps=fps, latency_ms=latency, copy=True)
+
+    def _record(self, frame: np.ndarray, perception: Perception, status: Status, annotated: np.ndarray | None = None,
+                behind: bool = False) -> None:
+        """Write the annotated frame to the video (placed by capture time) and the frame dump; `behind`: the
+        recorder skipped results since the last one, so the gap is not filled (see VideoSink)."""
+        annotated = self._annotate(frame, perception, status) if annotated is None else annotated
+        if self.video:
+            self.video.write(annotated, perception.timestamps.get("captured", 0.0), fill=not behind)
+        if self.dump:
+            self.dump.write(annotated, perception.frame_index)
 
     def close(self) -> None:
-        """Close every sink once (the video container is finalised here)."""
+        """Finish the recording, then close every sink once (the video container is finalised here)."""
         if self.closed:
             return
         self.closed = True
+        if self.recorder is not None:
+            self.recorder.close()
         for sink in (self.video, self.jsonl, self.dump, self.window):
             if sink is not None:
                 sink.close()
@@ -214,4 +252,3 @@ class SinkSet:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
-

@@ -8,18 +8,19 @@
     clip.mp4, file://clip.mp4 video file (every frame, in order)
     images/, "images/*.jpg"   image folder or glob (every image, sorted)
 
-Protocol: `open()` (RoadsightError when it cannot), `read() -> np.ndarray | None` (None: no frame —
-end of a file, or a dropped/vanished live source), `close()`. `reopen(timeout_s)` for network sources.
+Protocol: `open()` (RoadsightError when it cannot), `read() -> np.ndarray | None`, `close()`, and
+`reopen(timeout_s)` for network sources. A read that returns None means what the source's `on_empty`
+says: the end (files, folders, GStreamer pipelines), a failure (a camera that stops) or a drop to
+reconnect (network streams).
 """
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+from enum import Enum
 from functools import cache
 from pathlib import Path
 
@@ -27,9 +28,9 @@ import cv2
 import numpy as np
 
 from engines.errors import RoadsightError
+from engines.media import IMAGE_SUFFIXES, expand, is_image
 
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt", "rtp")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 OPEN_TIMEOUT_MS = 10_000
 READ_TIMEOUT_MS = 5_000
 CSI_PIPELINE = (
@@ -88,12 +89,22 @@ def _sane_fps(value: float) -> float | None:
     return value if value and 0 < value < 1000 else None
 
 
+class OnEmpty(Enum):
+    """What a read without a frame means for a source."""
+
+    END = "end"  # the source is over (a file, a folder, a GStreamer pipeline's end of stream)
+    FAIL = "fail"  # the device stopped delivering (a camera unplugged): a failure
+    RECONNECT = "reconnect"  # a network stream dropped: reopen it with back-off
+
+
 class Source:
-    """A frame source. `live`: keep only the newest frame (default by kind); `network`: may reconnect."""
+    """A frame source. `live`: keep only the newest frame (default by kind); `on_empty`: what a read
+    without a frame means; `recording`: a file with its own pace (replayed at its fps when live)."""
 
     kind = "source"
     live = False
-    network = False
+    on_empty = OnEmpty.END
+    recording = False
 
     def __init__(self, spec: str):
         self.spec = spec
@@ -114,6 +125,10 @@ class Source:
         """Try once to open a dropped source again within `timeout_s`; True on success."""
         return False
 
+    def early_end(self, captured: int) -> str | None:
+        """A line to log when the source ends after `captured` frames sooner than it announced, else None."""
+        return None
+
 
 class CaptureSource(Source):
     """Anything cv2.VideoCapture reads: camera index, V4L2 device, video file, URL, GStreamer pipeline."""
@@ -125,12 +140,13 @@ class CaptureSource(Source):
         api: int,
         kind: str,
         live: bool,
-        network: bool = False,
+        on_empty: OnEmpty,
         fallback: tuple[str, int] | None = None,
     ):
         """`fallback` (target, api) is tried when `target` cannot be opened, and kept once it worked."""
         super().__init__(spec)
-        self.target, self.api, self.kind, self.live, self.network = target, api, kind, live, network
+        self.target, self.api, self.kind, self.live, self.on_empty = target, api, kind, live, on_empty
+        self.recording = kind == "video"
         self.fallback = fallback
         self.cap: cv2.VideoCapture | None = None
 
@@ -177,6 +193,13 @@ class CaptureSource(Source):
         # Each attempt may take 2 s even when less of the give-up time is left: a stream needs time to probe.
         return self._open(min(OPEN_TIMEOUT_MS, max(2000, int(timeout_s * 1000))))
 
+    def early_end(self, captured: int) -> str | None:
+        if self.kind == "gstreamer":  # through OpenCV, its end of stream and its errors look the same
+            return f"{self.name}: the pipeline delivered no more frames after frame {captured}"
+        if self.frame_count and captured < self.frame_count - 1:
+            return f"{self.name}: ended at frame {captured} of {self.frame_count} (truncated file?)"
+        return None
+
     def read(self) -> np.ndarray | None:
         if self.cap is None:
             return None
@@ -196,11 +219,13 @@ class ImageSource(Source):
     """A sorted list of image files; unreadable images are skipped (counted in `skipped`)."""
 
     kind = "images"
+    recording = True
 
     def __init__(self, spec: str, paths: list[Path]):
         super().__init__(spec)
         self.paths = paths
         self.position = 0
+        self.current: Path | None = None  # the file of the last frame read
         self.skipped: list[Path] = []
         self.frame_count = len(paths)
 
@@ -213,21 +238,18 @@ class ImageSource(Source):
             self.position += 1
             frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if frame is not None:
+                self.current = path
                 return frame
             self.skipped.append(path)
         return None
 
 
 def _image_paths(spec: str) -> list[Path] | None:
-    """Images of a folder or glob pattern (sorted), a single image file, or None when `spec` is neither."""
-    path = Path(spec)
-    if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if path.is_file():
-        return [path] if path.suffix.lower() in IMAGE_SUFFIXES else None
-    if any(c in spec for c in "*?["):
-        return sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
-    return None
+    """Images of a folder (not its subfolders) or glob pattern, a single image file, or None when `spec` is
+    none of these (e.g. a video file)."""
+    if Path(spec).is_file():
+        return [Path(spec)] if is_image(spec) else None
+    return expand(spec, IMAGE_SUFFIXES, recursive=False)
 
 
 def open_source(spec: str, live: bool | None = None) -> Source:
@@ -239,28 +261,28 @@ def open_source(spec: str, live: bool | None = None) -> Source:
     text = spec.strip()
     scheme = text.split("://", 1)[0].lower() if "://" in text else ""
     if text.isdigit():
-        source: Source = CaptureSource(spec, int(text), cv2.CAP_ANY, "camera", live=True)
+        source: Source = CaptureSource(spec, int(text), cv2.CAP_ANY, "camera", live=True, on_empty=OnEmpty.FAIL)
     elif scheme == "csi":
         require_gstreamer(spec)
         sensor = text.split("://", 1)[1] or "0"
-        source = CaptureSource(spec, CSI_PIPELINE.format(sensor=sensor), cv2.CAP_GSTREAMER, "camera", live=True)
+        source = CaptureSource(spec, CSI_PIPELINE.format(sensor=sensor), cv2.CAP_GSTREAMER, "camera", live=True, on_empty=OnEmpty.FAIL)
     elif scheme == "v4l2" or text.startswith("/dev/video"):
         device = text.split("://", 1)[1] if scheme else text
         if not Path(device).exists():
             raise RoadsightError(
                 f"--source {spec}: no such device. Expected an existing {device}, got none. Is the camera plugged in?"
             )
-        source = CaptureSource(spec, device, cv2.CAP_V4L2, "camera", live=True)
+        source = CaptureSource(spec, device, cv2.CAP_V4L2, "camera", live=True, on_empty=OnEmpty.FAIL)
     elif "!" in text and not scheme:
         require_gstreamer(spec)
-        source = CaptureSource(spec, text, cv2.CAP_GSTREAMER, "gstreamer", live=True)
+        source = CaptureSource(spec, text, cv2.CAP_GSTREAMER, "gstreamer", live=True, on_empty=OnEmpty.END)
     elif scheme in NETWORK_SCHEMES:
         if scheme == "rtsp":  # TCP: no smeared frames from lost UDP packets (unless the user set options)
             os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
-        source = CaptureSource(spec, text, cv2.CAP_FFMPEG, "stream", live=True, network=True)
+        source = CaptureSource(spec, text, cv2.CAP_FFMPEG, "stream", live=True, on_empty=OnEmpty.RECONNECT)
         if scheme == "rtsp" and has_gstreamer() and has_gst_element("nvv4l2decoder"):  # Jetson hardware decode
             gst = (JETSON_RTSP_PIPELINE.format(url=text), cv2.CAP_GSTREAMER)
-            source = CaptureSource(spec, *gst, "stream", live=True, network=True, fallback=(text, cv2.CAP_FFMPEG))
+            source = CaptureSource(spec, *gst, "stream", live=True, on_empty=OnEmpty.RECONNECT, fallback=(text, cv2.CAP_FFMPEG))
     else:
         path_text = text[len("file://"):] if scheme == "file" else text
         if scheme not in ("", "file"):
@@ -274,7 +296,7 @@ def open_source(spec: str, live: bool | None = None) -> Source:
                 raise RoadsightError(f"--source {spec}: no images found. Expected {'/'.join(IMAGE_SUFFIXES)} files, got none.")
             source = ImageSource(spec, images)
         elif Path(path_text).is_file():
-            source = CaptureSource(spec, path_text, cv2.CAP_ANY, "video", live=False)
+            source = CaptureSource(spec, path_text, cv2.CAP_ANY, "video", live=False, on_empty=OnEmpty.END)
         else:
             raise RoadsightError(
                 f"--source {spec}: no such file or folder. Expected an existing path or a URI, got none. Check the path."
@@ -283,12 +305,3 @@ def open_source(spec: str, live: bool | None = None) -> Source:
         source.live = live
     return source
 
-
-@dataclass
-class Frame:
-    """One captured frame: which source (`source_id`), its index in that source, and when it arrived."""
-
-    image: np.ndarray
-    source_id: int
-    index: int
-    captured: float  # time.perf_counter()

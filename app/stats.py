@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-STAGES = ("captured", "preprocessed", "inferred", "postprocessed", "written")
+from engines.perception import STAGES
 
 
 def summarize(values_ms: list[float] | np.ndarray) -> dict[str, float]:
@@ -34,6 +34,18 @@ def summarize(values_ms: list[float] | np.ndarray) -> dict[str, float]:
     }
 
 
+def describe(samples_ms) -> dict[str, float]:
+    """`summarize` plus min, p95, std and CV (%), rounded: the benchmark's fuller summary."""
+    values = np.asarray(samples_ms, dtype=np.float64)
+    out = summarize(values)
+    if not values.size:
+        return out
+    out.update(min=values.min(), p95=np.percentile(values, 95), std=values.std())
+    out["cv_percent"] = 100.0 * out["std"] / out["mean"] if out["mean"] > 0 else 0.0
+    order = ("count", "min", "median", "mean", "p90", "p95", "p99", "max", "std", "cv_percent")
+    return {k: (out[k] if k == "count" else round(float(out[k]), 4)) for k in order}
+
+
 @dataclass
 class SourceStats:
     """What happened to one source. `state`: starting, running, reconnecting, ended, lost, failed, stopped."""
@@ -50,7 +62,7 @@ class SourceStats:
     error: str = ""
     first_result: float | None = None
     last_result: float | None = None
-    stage_ms: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES[1:]})
+    stage_ms: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES if s not in ("captured", "started")})
     total_ms: list[float] = field(default_factory=list)
     recent: deque = field(default_factory=lambda: deque(maxlen=120))  # (time, capture-to-result ms)
 

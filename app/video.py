@@ -10,15 +10,19 @@ A file that fails is reported and skipped; the others go on.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from app.pipeline import StreamSettings
 from app.videojobs import Job, Row, collect_inputs, make_jobs, write_summary
+from engines.device import parse_device
+from engines.media import frame_count
 from engines.errors import RoadsightError
 
 Event = tuple[str, int, int]  # ("start", job index, estimated frames) | ("frames", job index, count)
@@ -26,11 +30,10 @@ Event = tuple[str, int, int]  # ("start", job index, estimated frames) | ("frame
 
 @dataclass(frozen=True)
 class Settings:
-    """What every worker needs to open its engine and run the pipeline."""
+    """What every worker needs to open its engine and run the pipeline (the device comes from its Slot)."""
 
     model: str
-    conf: float = 0.25
-    iou: float = 0.45
+    stream: StreamSettings = field(default_factory=StreamSettings)
 
 
 @dataclass(frozen=True)
@@ -47,11 +50,11 @@ def plan_slots(model: str, device: str, workers: int | None, files: int, threads
 
     from app.sysinfo import gpus
 
-    kind, _, index = device.lower().partition(":")
-    plan_file = Path(model).suffix.lower() in (".engine", ".plan")
+    parsed = parse_device(device)
+    kind, plan_file = parsed.kind, Path(model).suffix.lower() in (".engine", ".plan")
     if kind in ("cuda", "tensorrt") or plan_file:
         kind = "cuda" if plan_file or kind == "cpu" else kind  # a TensorRT plan runs on cuda:N
-        indices = [int(index)] if index else list(range(max(1, len(gpus()))))
+        indices = [parsed.index] if parsed.index is not None else list(range(max(1, len(gpus()))))
         count = min(workers or len(indices), len(indices), max(files, 1))
         cores = os.cpu_count() or 1
         return [Slot(f"{kind}:{i}", threads or max(1, cores // count)) for i in indices[:count]]
@@ -68,16 +71,6 @@ def open_engine(settings: Settings, slot: Slot):
     if slot.device.lower().startswith("openvino"):
         options = {"threads": slot.threads}
     return engines.load(settings.model, device=slot.device, **options)
-
-
-def frame_count(path: Path) -> int:
-    """Frames the container announces (0 when unknown or unreadable)."""
-    import cv2
-
-    capture = cv2.VideoCapture(str(path))
-    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
-    capture.release()
-    return max(count, 0)
 
 
 class Tally:
@@ -102,8 +95,7 @@ class Tally:
 
 def process(job: Job, engine, settings: Settings, report: Callable[[Event], None]) -> Row:
     """Run one file through the pipeline into partial outputs, then commit them; returns the CSV row."""
-    from app.benchpipe import LentEngine
-    from app.pipeline import Pipeline, PipelineOptions
+    from app.pipeline import LentEngine, Pipeline
     from app.sinks import JsonlSink, SinkSet, VideoSink
     from app.sources import open_source
 
@@ -124,10 +116,11 @@ def process(job: Job, engine, settings: Settings, report: Callable[[Event], None
             reported = done
 
     notes: list[str] = []
-    options = PipelineOptions(conf=settings.conf, iou=settings.iou)
     start = time.perf_counter()
+    pipeline = Pipeline(sources=[source], engine_factory=lambda: LentEngine(engine), sinks=[sinks], settings=settings.stream,
+                        log=notes.append, on_tick=tick)
     try:
-        stats = Pipeline([source], lambda: LentEngine(engine), [sinks], options, log=notes.append, on_tick=tick).run(handle_signals=False)
+        stats = pipeline.run(handle_signals=False)
     except BaseException:
         job.clear_partials()
         raise
@@ -166,7 +159,10 @@ def run_job(job: Job, engine, settings: Settings, report: Callable[[Event], None
     """`process`, with any failure of this one file turned into an error row."""
     try:
         return process(job, engine, settings, report)
-    except Exception as error:  # a corrupt file may raise anything from OpenCV; the others must go on
+    except RoadsightError as error:
+        return error_row(job, error)
+    except Exception as error:  # a corrupt file may raise anything from OpenCV; the others go on, the traceback is logged
+        logging.getLogger(__name__).exception("%s failed", job.source)
         return error_row(job, error)
 
 
@@ -278,7 +274,7 @@ def run(
     console = console or Console()
     out = Path(out)
     jobs = make_jobs(collect_inputs(inputs), out, video, jsonl)
-    settings = Settings(str(model), conf, iou)
+    settings = Settings(model=str(model), stream=StreamSettings(device=device, conf=conf, iou=iou, live=False))
     rows: dict[int, Row] = {}
     for job in jobs:
         record = job.finished()
@@ -289,7 +285,7 @@ def run(
     slots = plan_slots(str(model), device, workers, len(todo), threads)
     console.print(
         f"video: {len(jobs)} files, {len(jobs) - len(todo)} finished earlier (skipped), {len(todo)} to do; "
-        f"{len(slots)} worker(s) on {slots[0].device}, {slots[0].threads} ORT thread(s) each", highlight=False,
+        f"{len(slots)} worker(s) on {slots[0].device}, {slots[0].threads} inference thread(s) each", highlight=False,
     )
     if todo:
         out.mkdir(parents=True, exist_ok=True)

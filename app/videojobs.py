@@ -10,41 +10,29 @@ files, which the next run overwrites.
 from __future__ import annotations
 
 import csv
-import glob
 import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from engines.errors import RoadsightError
+from engines.media import VIDEO_SUFFIXES, expand
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv", ".flv")
-LIST_SUFFIXES = (".txt", ".list")
 DONE_DIR = ".done"
 CSV_FIELDS = ("file", "status", "frames", "fps", "video_fps", "detections", "mean_drivable_fraction",
               "seconds", "outputs", "error")
-
-
-def _expand(item: str) -> list[Path]:
-    path = Path(item)
-    if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
-    if path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
-        base = path.parent
-        lines = [line.strip() for line in path.read_text().splitlines()]
-        return [p if p.is_absolute() else base / p for p in map(Path, lines) if str(p) and not str(p).startswith("#")]
-    if path.is_file():
-        return [path]
-    if glob.has_magic(item):
-        return sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
-    raise RoadsightError(f"{item}: no such file, folder or pattern. Expected a video, a folder of videos, a glob or a .txt list, got nothing there.")
 
 
 def collect_inputs(items: list[str]) -> list[Path]:
     """Folders (videos inside, recursively), globs, .txt lists (one path a line) and files -> unique paths."""
     paths: list[Path] = []
     for item in items:
-        found = _expand(str(item))
+        found = expand(item, VIDEO_SUFFIXES)
+        if found is None:
+            raise RoadsightError(
+                f"{item}: no such file, folder or pattern. Expected a video, a folder of videos, a glob or a .txt list, "
+                "got nothing there."
+            )
         if not found:
             raise RoadsightError(f"{item}: no videos found. Expected files ending in {', '.join(VIDEO_SUFFIXES[:5])}, ..., got none.")
         paths.extend(found)

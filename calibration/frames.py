@@ -10,7 +10,6 @@ skipped, and a source made mostly of them is refused.
 
 from __future__ import annotations
 
-import glob
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +18,8 @@ import cv2
 import numpy as np
 
 from engines.errors import RoadsightError
+from engines.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, expand, frame_count
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 MIN_STD = 4.0  # grey levels: below this a frame is (nearly) constant
 MIN_NEIGHBOUR_CORR = 0.3  # natural images correlate > 0.8 between neighbouring pixels; iid noise ~0
 MAX_DEGENERATE_SHARE = 0.5  # more degenerate frames than this among those read -> refuse the source
@@ -53,24 +51,6 @@ class FrameRef:
         return self.path if self.index < 0 else f"{self.path}#{self.index}"
 
 
-def _video_frames(path: Path) -> int:
-    capture = cv2.VideoCapture(str(path))
-    try:
-        return int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
-    finally:
-        capture.release()
-
-
-def _expand(source: str) -> list[Path]:
-    """One --source -> the image and video files it names."""
-    path = Path(source)
-    if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES)
-    if path.is_file():
-        return [path]
-    return sorted(Path(p) for p in glob.glob(source, recursive=True) if Path(p).is_file())
-
-
 def find_groups(sources: list[str]) -> list[Group]:
     """Expand the sources into groups (one per video, one per folder of images); empty -> RoadsightError."""
     if not sources:
@@ -78,10 +58,10 @@ def find_groups(sources: list[str]) -> list[Group]:
     videos: dict[Path, int] = {}
     folders: dict[Path, list[Path]] = {}
     for source in sources:
-        for path in _expand(source):
+        for path in expand(source) or []:
             suffix = path.suffix.lower()
             if suffix in VIDEO_SUFFIXES and path not in videos:
-                videos[path] = _video_frames(path)
+                videos[path] = frame_count(path)
             elif suffix in IMAGE_SUFFIXES:
                 folders.setdefault(path.parent, [])
                 if path not in folders[path.parent]:

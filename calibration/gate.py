@@ -13,7 +13,6 @@ from pathlib import Path
 from rich.table import Table
 
 METRICS = (("map50", "detection mAP50"), ("drivable_miou", "drivable mIoU"), ("lane_iou", "lane IoU"))
-EVAL_CONF, EVAL_IOU = 0.001, 0.6  # the evaluation protocol's NMS settings
 
 
 @dataclass
@@ -51,7 +50,7 @@ class GateResult:
 def score(model: str | Path, dataset, limit: int | None = None, progress: bool = False) -> dict:
     """evaluate() of one model file through the engines (CPU), with the protocol's NMS settings."""
     import engines
-    from model.evaluate import evaluate
+    from model.evaluate import EVAL_CONF, EVAL_IOU, evaluate
 
     with engines.load(model) as engine:
         return evaluate(engines.Predictor(engine, conf=EVAL_CONF, iou=EVAL_IOU), dataset, limit=limit, progress=progress)

@@ -10,7 +10,6 @@ kurtosis over the attention tensors. Needs torch (the `train` extra).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,10 +170,4 @@ def plot(results: dict[str, dict], path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return path
-
-
-def write_json(result: dict, path: str | Path) -> Path:
-    path = Path(path)
-    path.write_text(json.dumps(result, indent=2))
     return path

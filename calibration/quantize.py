@@ -310,14 +310,6 @@ def quantize(
             )
     info = {"target": target, "backend": used, "method": method, "frames": len(cache), "calib_key": cache.key,
             "calib_seed": cache.seed, "source": src.name, "reduce_range": reduce_range and target == "cpu", "float_attention": float_attention}
-    _write_meta(result, replace(meta, precision=f"int8-{target}"), info)
+    replace(meta, precision=f"int8-{target}").write_onnx(result, roadsight_quant=json.dumps(info))
     onnx.save(result, str(dst))
     return QuantResult(dst, target, used, method, len(cache), qdq_summary(result), time.perf_counter() - start)
-
-
-def _write_meta(model: onnx.ModelProto, meta, info: dict) -> None:
-    props = {**meta.to_props(), "roadsight_quant": json.dumps(info)}
-    existing = {p.key: p for p in model.metadata_props}
-    for key, value in props.items():
-        prop = existing.get(key) or model.metadata_props.add()
-        prop.key, prop.value = key, value

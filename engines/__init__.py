@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
 from engines.base import Engine, TensorSpec
@@ -14,34 +15,26 @@ from engines.errors import RoadsightError
 from engines.perception import Perception
 from engines.predictor import Predictor
 
-SUFFIXES = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt", ".pt": "torch"}
+SUFFIXES = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt"}  # the built-in backends
+BUILTIN = {
+    "onnxruntime": "engines.onnxrt:OnnxRuntimeEngine",
+    "tensorrt": "engines.tensorrt:TensorRTEngine",
+    "openvino": "engines.openvino:OpenVinoEngine",  # runs .onnx files when the device is openvino[:NAME]
+}
+ENTRY_POINTS = "roadsight.engines"  # other packages add backends here: name = file suffix, value = Engine class
 
 __all__ = ["Engine", "Perception", "Predictor", "TensorSpec", "fastest_cpu_device", "load"]
 
 
-def _backend(kind: str):
-    if kind == "onnxruntime":
-        from engines.onnxrt import OnnxRuntimeEngine
+def backends() -> dict[str, EntryPoint]:
+    """Model file suffix -> its backend class (not imported yet): the built-in ones, then the registered ones.
 
-        return OnnxRuntimeEngine
-    if kind == "tensorrt":
-        from engines.tensorrt import TensorRTEngine
-
-        return TensorRTEngine
-    if kind == "openvino":
-        from engines.openvino import OpenVinoEngine
-
-        return OpenVinoEngine
-    try:
-        from engines.torch_backend import TorchEngine
-    except ModuleNotFoundError as error:
-        if error.name != "engines.torch_backend":
-            raise
-        raise RoadsightError(
-            "torch backend: engines/torch_backend.py is not part of this installation. Expected it for .pt "
-            "checkpoints, got none. Export the checkpoint with `roadsight export` and load the .onnx."
-        ) from None
-    return TorchEngine
+    `model` registers `.pt` (PyTorch checkpoints) in pyproject.toml, so `engines` never imports `model`.
+    """
+    found = {suffix: EntryPoint(name, BUILTIN[name], ENTRY_POINTS) for suffix, name in SUFFIXES.items()}
+    for entry in entry_points(group=ENTRY_POINTS):
+        found.setdefault(f".{entry.name.lstrip('.')}", entry)
+    return found
 
 
 def fastest_cpu_device() -> str:
@@ -55,7 +48,7 @@ def load(path: str | Path, device: str = "cpu", **options) -> Engine:
     """Open a model by its suffix: .onnx (ONNX Runtime, or OpenVINO), .engine/.plan (TensorRT), .pt (PyTorch).
 
     Args:
-        path: the model file.
+        path: the model file; its suffix picks the backend (`backends()`).
         device: 'cpu', 'cuda[:N]' or 'tensorrt[:N]' (ONNX Runtime providers); 'openvino' or 'openvino:GPU'
             (an .onnx run by OpenVINO); 'auto' (the fastest installed CPU backend); TensorRT engines use 'cuda[:N]'.
         **options: backend options, e.g. intra_op_threads for ONNX Runtime, timing=True for TensorRT,
@@ -64,17 +57,20 @@ def load(path: str | Path, device: str = "cpu", **options) -> Engine:
     Returns the opened engine; use it as a context manager or call close().
     """
     path = Path(path)
-    kind = SUFFIXES.get(path.suffix.lower())
-    if kind is None:
+    known = backends()
+    backend = known.get(path.suffix.lower())
+    if backend is None:
         raise RoadsightError(
-            f"{path.name}: unknown model type. Expected one of {', '.join(SUFFIXES)}, got {path.suffix or 'no suffix'!r}."
+            f"{path.name}: unknown model type. Expected one of {', '.join(known)}, got {path.suffix or 'no suffix'!r}. "
+            "Other backends (.pt) are registered when roadsight is installed: `pip install -e .` or scripts/install.sh."
         )
     if not path.is_file():
         raise RoadsightError(f"{path}: no such model file. Expected an existing {path.suffix} file, got none. Check the path.")
+    kind = SUFFIXES.get(path.suffix.lower())
     if kind == "tensorrt" and device in ("cpu", "auto"):
         device = "cuda"  # a TensorRT engine only runs on the GPU: 'cpu' is just load()'s default
     if device == "auto":
         device = fastest_cpu_device() if kind == "onnxruntime" else "cpu"
     if kind == "onnxruntime" and str(device).lower().startswith("openvino"):
-        kind = "openvino"
-    return _backend(kind)(path, device=device, **options).open()
+        backend = EntryPoint("openvino", BUILTIN["openvino"], ENTRY_POINTS)
+    return backend.load()(path, device=device, **options).open()

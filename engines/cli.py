@@ -1,4 +1,4 @@
-"""CLI commands of this package: predict and build (registered by app/cli.py).
+"""CLI commands of this package: build (registered by app/cli.py).
 
 Implementations are imported inside each command, so `roadsight --help` stays instant.
 """
@@ -8,32 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-
-
-def predict(
-    model: Path = typer.Option(..., "--model", "-m", help="Model: .onnx (ONNX Runtime), .engine (TensorRT) or .pt (PyTorch)."),
-    source: str = typer.Option(..., "--source", "-s", help="An image, a folder of images or a quoted glob such as 'imgs/*.jpg'."),
-    save_dir: Path = typer.Option(Path("runs/predict"), "--save-dir", help="Folder for annotated images and one JSON per image."),
-    conf: float = typer.Option(0.25, "--conf", min=0.0, max=1.0, help="Keep detections scoring above this."),
-    iou: float = typer.Option(0.45, "--iou", min=0.0, max=1.0, help="NMS IoU threshold (class-aware)."),
-    device: str = typer.Option("cpu", "--device", "-d", help="cpu, cuda[:N] or tensorrt[:N] for ONNX Runtime; openvino or openvino:GPU for OpenVINO; .engine files always use the GPU."),
-    masks: bool = typer.Option(False, "--masks", help="Also store the drivable/lane masks in the JSON files (run-length encoded)."),
-) -> None:
-    """Detect vehicles and segment drivable area and lanes in images.
-
-    Writes SAVE_DIR/NAME (boxes, drivable area and lanes drawn) and SAVE_DIR/STEM.json (detections in frame pixels, drivable fraction, lane pixels, latency per stage; layout in engines/perception.py).
-
-    Examples:
-
-      roadsight predict --model model.onnx --source data/synth/images/val
-
-      roadsight predict -m model.engine -s 'clips/*.jpg' --conf 0.4 --save-dir runs/predict/trt
-
-      roadsight predict -m best.pt -s frame.jpg --masks
-    """
-    from engines.predict import run_predict
-
-    run_predict(model, source, save_dir, conf=conf, iou=iou, device=device, masks=masks)
 
 
 def build(
@@ -66,5 +40,4 @@ def build(
 
 def register(app: typer.Typer) -> None:
     """Add this package's commands to the root app."""
-    app.command("predict")(predict)
     app.command("build")(build)

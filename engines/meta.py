@@ -61,6 +61,13 @@ class ModelMeta:
         """Flat string map for ONNX metadata_props / engine sidecars."""
         return {"roadsight": json.dumps(asdict(self))}
 
+    def write_onnx(self, model, **extra: str) -> None:
+        """Store this metadata (and `extra` keys) in an ONNX ModelProto's metadata_props, replacing old values."""
+        existing = {prop.key: prop for prop in model.metadata_props}
+        for key, value in {**self.to_props(), **extra}.items():
+            prop = existing.get(key) or model.metadata_props.add()
+            prop.key, prop.value = key, value
+
     @classmethod
     def from_props(cls, props: dict[str, str], source: str = "model") -> "ModelMeta":
         if "roadsight" not in props:

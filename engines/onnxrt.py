@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from engines.base import Engine, TensorSpec
+from engines.device import parse_device
 from engines.errors import RoadsightError
 from engines.meta import ModelMeta
 
@@ -28,20 +29,10 @@ DEVICE_PROVIDERS = {
 }
 
 
-def parse_device(device: str) -> tuple[str, int]:
-    """'cpu' | 'cuda' | 'cuda:1' | 'tensorrt' | 'tensorrt:1' -> (kind, device index)."""
-    kind, _, index = str(device).lower().partition(":")
-    if kind not in DEVICE_PROVIDERS or (index and not index.isdigit()):
-        raise RoadsightError(
-            f"device: unknown device {device!r}. Expected cpu, cuda, cuda:N, tensorrt or tensorrt:N, got {device!r}."
-        )
-    return kind, int(index or 0)
-
-
 def providers_for(device: str, available: list[str]) -> list[str | tuple[str, dict]]:
     """The execution providers for `device`, or a one-line error naming what is installed."""
-    kind, index = parse_device(device)
-    wanted = DEVICE_PROVIDERS[kind]
+    parsed = parse_device(device, tuple(DEVICE_PROVIDERS), "ONNX Runtime")
+    wanted, index = DEVICE_PROVIDERS[parsed.kind], parsed.index or 0
     if wanted[0] not in available:
         raise RoadsightError(
             f"device {device!r}: ONNX Runtime has no {wanted[0]}. Expected it among the available providers, "
@@ -71,8 +62,7 @@ class OnnxRuntimeEngine(Engine):
 
     def __init__(self, path: str | Path, device: str = "cpu", intra_op_threads: int = 0, inter_op_threads: int = 0):
         super().__init__(path)
-        parse_device(device)
-        self.device = device
+        self.device = str(parse_device(device, tuple(DEVICE_PROVIDERS), "ONNX Runtime"))
         self.intra_op_threads = intra_op_threads
         self.inter_op_threads = inter_op_threads
         self.session = None

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from engines.base import Engine, TensorSpec
+from engines.device import parse_device as parse_any_device
 from engines.errors import RoadsightError
 from engines.meta import ModelMeta
 
@@ -31,10 +32,7 @@ INT8_TYPES = {"u8", "i8"}
 
 def parse_device(device: str) -> str:
     """'openvino' -> 'CPU'; 'openvino:GPU' (or :gpu, :GPU.1, :NPU) -> OpenVINO's device name."""
-    kind, _, name = str(device).partition(":")
-    if kind.lower() != "openvino" or (name and not name.replace(".", "").isalnum()):
-        raise RoadsightError(f"device: unknown OpenVINO device {device!r}. Expected openvino or openvino:GPU, got {device!r}.")
-    return name.upper() or "CPU"
+    return str(parse_any_device(device, ("openvino",), "OpenVINO").index or "CPU")
 
 
 def cache_dir() -> Path:

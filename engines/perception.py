@@ -16,11 +16,16 @@ over the row-major (C-order) flattened 0/1 mask, starting with a run of zeros (p
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from engines.errors import RoadsightError
+
+# The timestamps a frame collects, in order (time.perf_counter()): `captured` by a pipeline's capture,
+# `started` when `Predictor` is called directly, then one per stage; `written` once the outputs have it.
+STAGES = ("captured", "started", "preprocessed", "inferred", "postprocessed", "written")
 
 
 def _check_array(name: str, value: np.ndarray, ndim: int, dtype: type, last: int | None = None) -> None:
@@ -121,6 +126,12 @@ class Perception:
         if len(items) > 1:
             out["total"] = (items[-1][1] - items[0][1]) * 1e3
         return out
+
+    def stamp(self, stage: str, at: float | None = None) -> None:
+        """Record that this frame finished `stage` (one of STAGES) at `at` (default: now)."""
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
+        self.timestamps[stage] = time.perf_counter() if at is None else at
 
     def to_dict(self, masks: bool = False) -> dict:
         """JSON-ready dict (layout in the module docstring); masks as RLE only when `masks`."""

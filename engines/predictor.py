@@ -15,10 +15,9 @@ from engines.preprocess import Letterbox, letterbox
 class Predictor:
     """Run an engine on BGR frames and return one `Perception` per frame.
 
-    The three stages are public so a pipeline can run them in separate threads; `infer` copies the
-    outputs of engines that reuse their buffers, so they can wait in a queue. Each Perception gets the
-    timestamps `preprocessed`, `inferred` and `postprocessed` (time.perf_counter()); `__call__` also
-    records `started`, and a caller may prepend its own (e.g. `captured`).
+    The three stages are public so a pipeline can run them in separate threads (and stamp the times
+    itself); `infer` copies the outputs of engines that reuse their buffers, so they can wait in a queue.
+    `__call__` stamps each Perception `started`, `preprocessed`, `inferred` and `postprocessed`.
 
     Example:
         >>> with engines.load("model.onnx") as engine:
@@ -49,12 +48,8 @@ class Predictor:
         return {k: v.copy() for k, v in outputs.items()} if self.engine.reuses_outputs else outputs
 
     def postprocess(self, outputs: dict[str, np.ndarray], params: list[Letterbox]) -> list[Perception]:
-        """Raw outputs -> Perceptions (timestamp `postprocessed` set)."""
-        perceptions = postprocess(outputs, params, self.meta, self.conf, self.iou, self.max_det)
-        now = time.perf_counter()
-        for perception in perceptions:
-            perception.timestamps["postprocessed"] = now
-        return perceptions
+        """Raw outputs -> one Perception per frame of `params`."""
+        return postprocess(outputs, params, self.meta, self.conf, self.iou, self.max_det)
 
     def __call__(self, frames: list[np.ndarray]) -> list[Perception]:
         """Frames (BGR uint8) -> Perceptions, in chunks of at most the engine's batch size."""
@@ -68,9 +63,12 @@ class Predictor:
             preprocessed = time.perf_counter()
             outputs = self.infer(batch)
             inferred = time.perf_counter()
-            for perception in self.postprocess(outputs, params):
-                stamps = {"started": started, "preprocessed": preprocessed, "inferred": inferred}
-                perception.timestamps = {**stamps, **perception.timestamps}
+            perceptions = self.postprocess(outputs, params)
+            postprocessed = time.perf_counter()
+            for perception in perceptions:
+                for stage, at in (("started", started), ("preprocessed", preprocessed), ("inferred", inferred),
+                                  ("postprocessed", postprocessed)):
+                    perception.stamp(stage, at)
                 perception.frame_index += first
                 results.append(perception)
         return results

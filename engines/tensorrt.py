@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from engines.base import Engine, TensorSpec
+from engines.device import parse_device
 from engines.errors import MissingDependency, RoadsightError
 from engines.trt_plan import check_compat, concrete_shape, read_sidecar
 
@@ -64,10 +65,7 @@ def cuda_device_index(device: str | int) -> int:
     """'cuda' -> 0, 'cuda:1' -> 1, 2 -> 2."""
     if isinstance(device, int):
         return device
-    kind, _, index = str(device).lower().partition(":")
-    if kind not in ("cuda", "gpu") or (index and not index.isdigit()):
-        raise RoadsightError(f"device: a TensorRT engine runs on a GPU. Expected cuda or cuda:N, got {device!r}.")
-    return int(index or 0)
+    return parse_device(device, ("cuda",), "a TensorRT engine (it runs on a GPU)").index or 0
 
 
 def gpu_identity(cuda, index: int) -> tuple[str, tuple[int, int]]:
@@ -223,7 +221,7 @@ class TensorRTEngine(Engine):
             if events:
                 events[1].record(stream)
             if not self._exec.execute_async_v3(stream.handle):
-                raise RoadsightError(f"{self.path.name}: TensorRT execution failed (see its log above). Expected success, got failure.")
+                raise RoadsightError(f"{self.path.name}: TensorRT execution failed (see its log above). Check the engine with `trtexec --loadEngine` or rebuild it.")
             if events:
                 events[2].record(stream)
             hosts = {}

@@ -18,11 +18,11 @@ import cv2
 import numpy as np
 
 from engines.errors import RoadsightError
+from engines.media import IMAGE_SUFFIXES
 from model.classes import PRESETS, ClassMap
 from model.classes import class_map as to_class_map
 
 DEFAULT_CLASS_MAP = PRESETS["vehicle"]
-IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 LAYOUT = "ROOT/images/SPLIT/*.jpg, det_annotations/SPLIT/*.json, da_seg_annotations/SPLIT/*.png, ll_seg_annotations/SPLIT/*.png"
 FOLDERS = {"det": ("det_annotations", ".json"), "drivable": ("da_seg_annotations", ".png"), "lane": ("ll_seg_annotations", ".png")}
 CHECKED_SAMPLES = 8  # masks and labels decoded when the dataset is built, spread over the split
@@ -121,7 +121,7 @@ class BDDDataset:
         self.classes = to_class_map(class_map)
         self.names = self.classes.names
         folder = require_split(self.root, split)
-        self.images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+        self.images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not self.images:
             raise RoadsightError(f"dataset: {folder} holds no images. Expected .jpg/.png frames ({LAYOUT}), got an empty split. Check the path or the split name.")
         for key, (sub, ext) in FOLDERS.items():

@@ -222,8 +222,8 @@ def val(
     data: Path = typer.Option(..., "--data", help="Dataset root in the BDD100K multi-task layout."),
     split: str = typer.Option("val", "--split", help="Split folder under images/ to evaluate."),
     batch: int = typer.Option(8, "--batch", min=1, help="Frames per predictor call."),
-    conf: float = typer.Option(0.001, "--conf", min=0.0, max=1.0, help="NMS confidence threshold (protocol: 0.001)."),
-    iou: float = typer.Option(0.6, "--iou", min=0.0, max=1.0, help="NMS IoU threshold (protocol: 0.6)."),
+    conf: float | None = typer.Option(None, "--conf", min=0.0, max=1.0, help="NMS confidence threshold (default: the protocol's, 0.001)."),
+    iou: float | None = typer.Option(None, "--iou", min=0.0, max=1.0, help="NMS IoU threshold (default: the protocol's, 0.6)."),
     json_path: Path | None = typer.Option(None, "--json", help="Also write the results (with the protocol) to this JSON file."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Evaluate only the first N images."),
     lane_dilate: int = typer.Option(
@@ -259,12 +259,13 @@ def val(
     require_split(data, split)  # before the model loads
     import engines
     from model.classes import stored_class_map
-    from model.evaluate import evaluate, format_report
+    from model.evaluate import EVAL_CONF, EVAL_IOU, evaluate, format_report
 
     with engines.load(weights, device=device) as engine:
         dataset = BDDDataset(data, split, stored_class_map(engine.meta.names, engine.meta.class_map))
         Console().print(dataset.summary())
-        results = evaluate(engines.Predictor(engine, conf=conf, iou=iou), dataset, batch=batch, limit=limit, lane_dilate=lane_dilate)
+        predictor = engines.Predictor(engine, conf=EVAL_CONF if conf is None else conf, iou=EVAL_IOU if iou is None else iou)
+        results = evaluate(predictor, dataset, batch=batch, limit=limit, lane_dilate=lane_dilate)
     results["weights"] = str(weights)
     Console().print(format_report(results))
     if json_path is not None:

@@ -63,7 +63,7 @@ class ModelConfig:
         if self.reg_max < 1:
             raise RoadsightError(f"reg_max: {self.reg_max}. Expected an integer >= 1 (16 for YOLOv8 DFL), got {self.reg_max}.")
         if not 0.0 < self.gate_init < 1.0:
-            raise RoadsightError(f"gate_init: {self.gate_init}. Expected a probability in (0, 1), got that. Try 0.5.")
+            raise RoadsightError(f"gate_init: not a probability. Expected a value in (0, 1), got {self.gate_init}. Try 0.5.")
         self.gamma = -self.alpha / self.tokens
 
     @property

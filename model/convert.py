@@ -30,7 +30,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from engines.errors import RoadsightError
-from model.bdd import FOLDERS, IMAGE_EXTS, check_masks
+from engines.media import IMAGE_SUFFIXES
+from model.bdd import FOLDERS, check_masks
 from model.classes import canonical
 
 SOURCES = ("bdd100k", "yolop", "ayolom")
@@ -86,7 +87,7 @@ def _read_json(path: Path):
 
 
 def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS) if folder.is_dir() else []
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
 
 
 def _gray(path: Path, shape: tuple[int, int]) -> np.ndarray:

@@ -18,6 +18,8 @@ from rich.table import Table
 from engines.errors import RoadsightError
 from model.metrics import DetectionMetrics, SegmentationMetrics, dilate
 
+EVAL_CONF, EVAL_IOU = 0.001, 0.6  # the evaluation protocol's NMS settings (YOLOP's)
+
 
 class LabelledDataset(Protocol):
     """What evaluate needs from `model.bdd.BDDDataset`."""

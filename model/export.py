@@ -38,7 +38,6 @@ SEG_OUTPUTS = ("prob", "mask")
 # ONNX Runtime's static INT8 quantizer (rejects opset >= 21) and ORT-CUDA (lacks Resize-19 kernels).
 # Per-channel QuantizeLinear needs >= 13. Newer opsets add nothing this graph uses.
 DEFAULT_OPSET, MIN_OPSET, MAX_OPSET = 17, 13, 20
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 @dataclass
@@ -203,10 +202,7 @@ def _slim(graph):
 def _write_meta(graph, meta: ModelMeta) -> None:
     graph.producer_name = "roadsight"
     graph.doc_string = "roadsight multi-task network: images -> boxes, scores, drivable, lane"
-    existing = {prop.key: prop for prop in graph.metadata_props}
-    for key, value in meta.to_props().items():
-        prop = existing.get(key) or graph.metadata_props.add()
-        prop.key, prop.value = key, value
+    meta.write_onnx(graph)
 
 
 def parity_inputs(imgsz: tuple[int, int], batch: int, data: Path | None, seed: int = 0) -> tuple[np.ndarray, str]:
@@ -216,11 +212,12 @@ def parity_inputs(imgsz: tuple[int, int], batch: int, data: Path | None, seed: i
         return rng.random((batch, 3, *imgsz), dtype=np.float32), "random"
     import cv2
 
+    from engines.media import IMAGE_SUFFIXES, expand
     from engines.preprocess import letterbox
 
     data = Path(data)
     root = data / "images" if (data / "images").is_dir() else data  # a dataset root: frames only, not its masks
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if root.is_dir() else []
+    files = (expand(root, IMAGE_SUFFIXES) or []) if root.is_dir() else []
     frames = [frame for frame in (cv2.imread(str(path)) for path in files[:batch]) if frame is not None]
     if not frames:
         raise RoadsightError(

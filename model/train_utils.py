@@ -152,23 +152,23 @@ def fitness(metrics: dict[str, float]) -> float:
 
 
 def default_validator(data: Path, classes: ClassMap | str = "vehicle") -> Validator | None:
-    """Validation through the public interfaces: the in-memory EMA model behind engines' TorchEngine ->
-    engines.Predictor (conf 0.001, IoU 0.6) -> model.evaluate.evaluate on BDDDataset(DATA, "val", classes).
+    """Validation through the public interfaces: the in-memory EMA model behind model's TorchEngine ->
+    engines.Predictor (EVAL_CONF, EVAL_IOU) -> model.evaluate.evaluate on BDDDataset(DATA, "val", classes).
     None when DATA has no val split or those modules are missing."""
     if not (data / "images" / "val").is_dir():
         return None
     try:
         from engines import Predictor
-        from engines.torch_backend import TorchEngine
+        from model.torch_engine import TorchEngine
         from model.bdd import BDDDataset
-        from model.evaluate import evaluate
+        from model.evaluate import EVAL_CONF, EVAL_IOU, evaluate
     except ImportError:
         return None
     val_set = BDDDataset(data, "val", classes)
 
     def validate(model: nn.Module) -> dict[str, float]:
         with TorchEngine.from_model(model) as engine:
-            result = evaluate(Predictor(engine, conf=0.001, iou=0.6), val_set, progress=True)
+            result = evaluate(Predictor(engine, conf=EVAL_CONF, iou=EVAL_IOU), val_set, progress=True)
         flat = {k: float(v) for k, v in result.items() if k in ("map50", "drivable_miou", "lane_iou")}
         flat["fitness"] = fitness(flat)
         return flat

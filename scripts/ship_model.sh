@@ -24,7 +24,7 @@ roadsight calibrate --model "$models/roadsight-n.onnx" --source data/synth/image
 for target in cpu trt; do
   roadsight quantize --model "$models/roadsight-n.onnx" --calib "$run/calib.npz" --target "$target" \
     --out "$models/roadsight-n.int8-$target.onnx" --val data/heldout --max-drop 1 --json > "$run/gate-$target.json" \
-    || echo "INT8 $target: the accuracy gate failed (see $run/gate-$target.json)"
+    || { echo "INT8 $target: the accuracy gate failed; nothing shipped past it (see $run/gate-$target.json)" >&2; exit 1; }
 done
 for m in "$run/best.pt" "$models/roadsight-n.onnx" "$models/roadsight-n.int8-cpu.onnx" "$models/roadsight-n.int8-trt.onnx"; do
   roadsight val --weights "$m" --data data/heldout --json "$run/val-$(basename "$m").json"

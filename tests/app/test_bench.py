@@ -12,7 +12,7 @@ import pytest
 from tiny_model import make_tiny_onnx
 from typer.testing import CliRunner
 
-from app import bench, benchplot
+from app import bench, benchplot, stats
 from app.benchreport import load_report
 from engines.errors import RoadsightError
 
@@ -58,7 +58,7 @@ class FakeEngine:
 
 def test_summarize_matches_numpy():
     values = np.arange(1, 101, dtype=float)
-    out = bench.summarize(values)
+    out = stats.describe(values)
     assert (out["min"], out["max"], out["median"], out["mean"], out["count"]) == (1, 100, 50.5, 50.5, 100)
     assert out["p90"] == pytest.approx(90.1) and out["p99"] == pytest.approx(99.01)
     assert out["cv_percent"] == pytest.approx(100 * values.std() / values.mean(), abs=1e-3)
@@ -140,7 +140,7 @@ def test_bench_two_onnx_models_json_png_compare(models, cli, tmp_path):
     for r in changed["model_only"]:
         r["latency_ms"]["median"] /= 2
     (second / "bench.json").write_text(json.dumps(changed))
-    compared = CliRunner().invoke(cli, ["bench", "--compare", str(out / "bench.json"), str(second / "bench.json")],
+    compared = CliRunner(env={"COLUMNS": "200"}).invoke(cli, ["bench", "--compare", str(out / "bench.json"), str(second / "bench.json")],
                                   terminal_width=160)
     assert compared.exit_code == 0, compared.output
     assert "run1 (A) vs run2 (B)" in compared.output and compared.output.count("2.00x") == 3

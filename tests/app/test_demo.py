@@ -11,17 +11,18 @@ from pathlib import Path
 
 import pytest
 import torch_free
-from conftest import CLIP_SIZE, count_frames, write_clip
+from clips import CLIP_SIZE, count_frames, write_clip
 from rich.console import Console
 
 from app import demo, zoo
+from app.pipeline import StreamSettings
 from engines.errors import RoadsightError
 
 ENV = {**os.environ, "COLUMNS": "200"}
 SHIPPED = zoo.shipped_variants()
 NEEDS_SHIPPED = pytest.mark.skipif(
     not {"int8-cpu", "fp32"} <= SHIPPED.keys(),
-    reason="app/models/ has no trained roadsight-n.onnx + roadsight-n.int8-cpu.onnx yet (the lead adds them)",
+    reason="this install ships no trained model (app/models/roadsight-n.onnx and roadsight-n.int8-cpu.onnx are absent)",
 )
 
 def roadsight_demo(*args: str, cwd: Path, env: dict | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
@@ -92,7 +93,8 @@ def test_int8_model_is_timed_against_its_fp32_sibling(tmp_path, tiny_onnx, clip)
     assert demo.resolve_models(fp32) == (fp32, None)
 
     report = Console(record=True, width=200)
-    summary = demo.run(demo.DemoOptions(source=str(clip), model=int8, out=tmp_path / "out", runs=4, device="cpu"),
+    summary = demo.run(demo.DemoOptions(source=str(clip), model=int8, out=tmp_path / "out", runs=4,
+                                        stream=StreamSettings(device="cpu")),
                        console=Console(stderr=True, quiet=True), out_console=report)
     timed = summary["model_only"]
     assert [t["model"] for t in timed] == ["tiny.onnx", "tiny.int8-cpu.onnx"]  # FP32 first: ratios are vs FP32
@@ -131,7 +133,6 @@ def test_shipped_int8_model_follows_the_backend():
 
 
 def test_synthetic_clip_is_rendered_once_and_reused(tmp_path, tiny_onnx, monkeypatch):
-    pytest.importorskip("model.synth_video", reason="model/synth_video.py (the clip writer) is not in this checkout")
     import model.synth_video
 
     small = {"frames": 6, "size": (320, 192)}
@@ -157,7 +158,6 @@ def test_synthetic_clip_is_rendered_once_and_reused(tmp_path, tiny_onnx, monkeyp
 
 
 def test_synthetic_clip_renders_without_torch(tmp_path):
-    pytest.importorskip("model.synth_video", reason="model/synth_video.py (the clip writer) is not in this checkout")
     code = """
         from pathlib import Path
         from app import demo

@@ -9,13 +9,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import CLIP_FRAMES, count_frames, write_clip
+from clips import CLIP_FRAMES, count_frames, write_clip
 
 import engines
-from app.pipeline import Pipeline
+from app.pipeline import Pipeline, StreamSettings
 from app.run import RunOptions, build_sinks, run
 from app.sinks import JsonlSink, SinkSet, VideoSink
-from app.sources import Source, open_source
+from app.sources import OnEmpty, Source, open_source
 
 
 class SlowEngine:
@@ -159,7 +159,7 @@ def test_show_without_display_is_a_clean_error(monkeypatch):
 class VanishingCamera(Source):
     """A live camera that delivers `frames` frames and then nothing (as when it is unplugged)."""
 
-    kind, live = "camera", True
+    kind, live, on_empty = "camera", True, OnEmpty.FAIL
 
     def __init__(self, frames: int):
         super().__init__("cam-test")
@@ -185,3 +185,40 @@ def test_vanished_camera_fails_alone(tmp_path, tiny_onnx, clip):
     assert camera.processed + camera.dropped == 20 == camera.captured
     assert len(read_jsonl(tmp_path / "0.jsonl")) == camera.processed
     assert video.state == "ended" and video.processed == CLIP_FRAMES
+
+
+class BrokenEngine(SlowEngine):
+    """The real engine whose infer fails: with a user error, or with a bug."""
+
+    def __init__(self, engine, error: Exception):
+        super().__init__(engine, 0.0)
+        self.error = error
+
+    def infer(self, feed):
+        raise self.error
+
+
+@pytest.mark.parametrize("error", [ZeroDivisionError("a bug"), engines.errors.RoadsightError("model: bad. Expected good.")])
+def test_stage_errors_keep_their_type_and_traceback(tmp_path, tiny_onnx, clip, error):
+    """A bug in a stage thread is raised as itself (traceback through the stage); a user error stays one line."""
+    sinks = [SinkSet(jsonl=JsonlSink(tmp_path / "o.jsonl"))]
+    pipeline = Pipeline([open_source(str(clip))], lambda: BrokenEngine(engines.load(tiny_onnx), error), sinks, log=lambda _: None)
+    with pytest.raises(type(error)) as info:
+        pipeline.run(handle_signals=False)
+    assert info.value is error and sinks[0].closed
+    assert any(entry.name == "_infer" for entry in info.traceback)  # raised where it happened, in _infer
+
+
+def test_timestamps_and_index_come_from_the_batch(tmp_path, tiny_onnx, clip):
+    """Every JSONL line: its frame's index and source, latencies for each stage in pipeline order."""
+    settings = StreamSettings(conf=0.5)
+    sinks = [SinkSet(jsonl=JsonlSink(tmp_path / "o.jsonl"))]
+    Pipeline([open_source(str(clip))], lambda: engines.load(tiny_onnx), sinks, settings, log=lambda _: None).run(handle_signals=False)
+    lines = read_jsonl(tmp_path / "o.jsonl")
+    assert [line["frame"] for line in lines] == list(range(CLIP_FRAMES)) and {line["source"] for line in lines} == {open_source(str(clip)).name}
+    for line in lines:
+        latency = line["latency_ms"]
+        assert list(latency) == ["preprocessed", "inferred", "postprocessed", "written", "total"]
+        assert all(v >= 0 for v in latency.values())
+        assert latency["total"] == pytest.approx(sum(v for k, v in latency.items() if k != "total"), abs=0.01)
+        assert all(d["confidence"] > 0.5 for d in line["detections"])

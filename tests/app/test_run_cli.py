@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch_free
-from conftest import count_frames, write_clip
+from clips import count_frames, write_clip
 
+from app.pipeline import StreamSettings
 from app.run import RunOptions, run
 from engines.errors import RoadsightError
 
@@ -95,7 +96,7 @@ def test_bad_outputs_fail_before_starting(tmp_path, tiny_onnx, clip, outputs, me
 def test_sigterm_drains_in_process(tmp_path, tiny_onnx):
     clip = write_clip(tmp_path / "long.avi", frames=300, fps=30.0)
     jsonl = tmp_path / "o.jsonl"
-    options = RunOptions(tiny_onnx, [str(clip)], live=True, save=tmp_path / "o.mp4", jsonl=jsonl)
+    options = RunOptions(tiny_onnx, [str(clip)], save=tmp_path / "o.mp4", jsonl=jsonl, stream=StreamSettings(live=True))
     sender = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM))
     sender.start()
     started = time.monotonic()
@@ -105,3 +106,39 @@ def test_sigterm_drains_in_process(tmp_path, tiny_onnx):
     lines = jsonl.read_text().splitlines()
     assert 0 < len(lines) == stats.processed and all(json.loads(line) for line in lines)
     assert count_frames(tmp_path / "o.mp4") > 0
+
+
+def test_source_that_fails_at_open_is_one_error_and_leaves_no_output(tmp_path, tiny_onnx):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00" * 4096)
+    jsonl = tmp_path / "out.jsonl"
+    result = subprocess.run(roadsight("-m", str(tiny_onnx), "-s", str(bad), "--jsonl", str(jsonl)),
+                            capture_output=True, text=True, env=ENV, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "cannot decode" in line]
+    assert len(errors) == 1 and errors[0].startswith("error:"), result.stderr
+    assert "p50" not in result.stderr and not jsonl.exists()  # no empty summary, no empty JSONL
+
+
+def test_status_and_summary_tables_fit_80_columns():
+    from rich.console import Console
+
+    from app.run import status_table, summary_table
+    from app.stats import RunStats, SourceStats
+
+    sources = [SourceStats("rtsp://user:***@camera-front-left.example.net:554/stream1", live=True),
+               SourceStats("drive.mp4", live=False)]
+    for source in sources:
+        source.state, source.captured, source.processed, source.dropped, source.reconnects = "reconnecting", 12345, 12000, 345, 12
+        source.stage_ms["preprocessed"].append(1.5)
+        for i in range(5):
+            source.add_result({"captured": i, "preprocessed": i + 0.01, "inferred": i + 0.05, "postprocessed": i + 0.06, "written": i + 0.0999})
+    stats = RunStats(sources)
+    console = Console(width=80, record=True, color_system=None)
+    console.print(status_table(stats))
+    status = console.export_text().splitlines()
+    assert len(status) == 3 and all(len(line) <= 80 for line in status)  # header + one unwrapped line per source
+    assert status[1].startswith("rtsp://user:***@") and "reconnecting" in status[1] and "12005" in status[1]
+    assert "rec ms" in status[0] and status[1].split()[-3] == "-"  # no recording: no recording lag
+    console.print(summary_table(stats))
+    assert all(len(line) <= 80 for line in console.export_text().splitlines())

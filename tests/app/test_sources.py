@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from app.sinks import check_output, per_source
-from app.sources import CaptureSource, ImageSource, display_name, has_gstreamer, open_source
+from app.sources import CaptureSource, ImageSource, OnEmpty, display_name, has_gstreamer, open_source
 from app.stats import SourceStats, summarize
 from engines.errors import RoadsightError
 
@@ -17,23 +17,23 @@ NEEDS_GSTREAMER = pytest.raises(RoadsightError, match="GStreamer") if not has_gs
 
 
 @pytest.mark.parametrize(
-    ("spec", "kind", "live", "network", "expectation"),
+    ("spec", "kind", "live", "on_empty", "expectation"),
     [
-        ("0", "camera", True, False, does_not_raise()),
-        ("rtsp://user:secret@10.0.0.2:554/stream", "stream", True, True, does_not_raise()),
-        ("http://127.0.0.1:8080/s.ts", "stream", True, True, does_not_raise()),
-        ("udp://@:1234", "stream", True, True, does_not_raise()),
-        ("csi://0", "camera", True, False, NEEDS_GSTREAMER),
-        ("videotestsrc ! videoconvert ! appsink", "gstreamer", True, False, NEEDS_GSTREAMER),
+        ("0", "camera", True, OnEmpty.FAIL, does_not_raise()),
+        ("rtsp://user:secret@10.0.0.2:554/stream", "stream", True, OnEmpty.RECONNECT, does_not_raise()),
+        ("http://127.0.0.1:8080/s.ts", "stream", True, OnEmpty.RECONNECT, does_not_raise()),
+        ("udp://@:1234", "stream", True, OnEmpty.RECONNECT, does_not_raise()),
+        ("csi://0", "camera", True, OnEmpty.FAIL, NEEDS_GSTREAMER),
+        ("videotestsrc ! videoconvert ! appsink", "gstreamer", True, OnEmpty.END, NEEDS_GSTREAMER),
         ("ftp://host/clip.mp4", None, None, None, pytest.raises(RoadsightError, match="unknown scheme")),
         ("/no/such/clip.mp4", None, None, None, pytest.raises(RoadsightError, match="no such file")),
         ("/dev/video99", None, None, None, pytest.raises(RoadsightError, match="no such device")),
     ],
 )
-def test_open_source_kinds(spec, kind, live, network, expectation):
+def test_open_source_kinds(spec, kind, live, on_empty, expectation):
     with expectation:
         source = open_source(spec)
-        assert (source.kind, source.live, source.network) == (kind, live, network)
+        assert (source.kind, source.live, source.on_empty, source.recording) == (kind, live, on_empty, False)
 
 
 def test_gstreamer_error_names_the_fix():
@@ -60,7 +60,8 @@ def test_files_folders_globs_and_live_override(tmp_path, clip):
     with pytest.raises(RoadsightError, match="no images"):
         open_source(str(tmp_path / "*.bmp"))
     video = open_source(f"file://{clip}", live=True)
-    assert isinstance(video, CaptureSource) and video.kind == "video" and video.live
+    assert isinstance(video, CaptureSource) and video.kind == "video" and video.live and video.recording
+    assert video.on_empty is OnEmpty.END and folder.on_empty is OnEmpty.END and folder.recording
 
 
 def test_corrupt_video_fails_on_open(tmp_path):

@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import CLIP_FRAMES, count_frames
+from clips import CLIP_FRAMES, count_frames
 from rich.console import Console
 
+from app.pipeline import StreamSettings
 from app.run import RunOptions, run
 
 pytestmark = pytest.mark.skipif(
@@ -78,7 +79,7 @@ def test_stream_reconnects_after_a_cut(tmp_path, tiny_onnx, clip):
     jsonl, video = tmp_path / "s.jsonl", tmp_path / "s.mp4"
     thread = cut_after(jsonl, 10, servers[0], restore=lambda: servers.append(serve(clip, port)))
     try:
-        options = RunOptions(tiny_onnx, [url], save=video, jsonl=jsonl, live=False, reconnect_timeout=3)
+        options = RunOptions(tiny_onnx, [url], save=video, jsonl=jsonl, stream=StreamSettings(live=False, reconnect_timeout=3))
         log = io.StringIO()
         stats = run(options, Console(file=log, width=200)).sources[0]
     finally:
@@ -101,7 +102,8 @@ def test_stream_ends_cleanly_without_reconnect(tmp_path, tiny_onnx, clip):
     jsonl, video = tmp_path / "s.jsonl", tmp_path / "s.mp4"
     thread = cut_after(jsonl, 5, server)
     try:
-        stats = run(RunOptions(tiny_onnx, [f"http://127.0.0.1:{port}/stream.ts"], save=video, jsonl=jsonl, reconnect_timeout=0))
+        stats = run(RunOptions(tiny_onnx, [f"http://127.0.0.1:{port}/stream.ts"], save=video, jsonl=jsonl,
+                               stream=StreamSettings(reconnect_timeout=0)))
     finally:
         thread.join(timeout=5)
         server.kill()

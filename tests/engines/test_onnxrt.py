@@ -1,5 +1,8 @@
 """ONNX Runtime backend and load()/Predictor on the tiny model (numpy reference in tests/tiny_model.py)."""
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 from tiny_model import anchor_boxes, make_tiny_onnx, reference_outputs
@@ -96,7 +99,7 @@ def test_onnx_without_roadsight_metadata(tmp_path):
 def test_unavailable_device_is_a_clear_error(tiny):
     with pytest.raises(RoadsightError, match=r"ONNX Runtime has no CUDAExecutionProvider"):
         providers_for("cuda", ["CPUExecutionProvider"])
-    with pytest.raises(RoadsightError, match=r"unknown device 'gpu'"):
+    with pytest.raises(RoadsightError, match=r"--device gpu: unknown device for ONNX Runtime"):
         engines.load(tiny, device="gpu")
     assert providers_for("tensorrt:1", ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])[0] == (
         "TensorrtExecutionProvider",
@@ -164,9 +167,10 @@ def test_predictor_pads_the_last_chunk_of_a_fixed_batch_of_two(tmp_path):
     assert np.array_equal(results[0].boxes, results[2].boxes) and not np.array_equal(results[0].boxes, results[1].boxes)
 
 
-def test_pt_without_the_torch_backend_module_is_a_clear_error(tmp_path, monkeypatch):
-    checkpoint = tmp_path / "best.pt"
-    checkpoint.write_bytes(b"not used")
-    monkeypatch.setitem(__import__("sys").modules, "engines.torch_backend", None)  # as if the file were missing
-    with pytest.raises(RoadsightError, match=r"torch backend: engines/torch_backend.py is not part of this installation"):
-        engines.load(checkpoint)
+def test_pt_backend_is_registered_by_model_and_engines_never_imports_model():
+    """`.pt` comes from the `roadsight.engines` entry point; no module of engines/ imports model/."""
+    assert engines.backends()[".pt"].value == "model.torch_engine:TorchEngine"
+    assert engines.backends()[".onnx"].load() is OnnxRuntimeEngine
+    root = Path(engines.__file__).parent
+    offenders = [p.name for p in root.glob("*.py") if re.search(r"^\s*(from|import) model\b", p.read_text(), re.M)]
+    assert offenders == []

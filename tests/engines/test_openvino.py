@@ -131,7 +131,7 @@ def test_outputs_are_not_overwritten_by_the_next_call(tiny, tmp_path, monkeypatc
 @needs_openvino
 def test_devices_and_bad_input(tiny):
     assert parse_device("openvino") == "CPU" and parse_device("openvino:gpu") == "GPU" and parse_device("openvino:GPU.1") == "GPU.1"
-    with pytest.raises(RoadsightError, match="unknown OpenVINO device"):
+    with pytest.raises(RoadsightError, match="cannot read the index. Expected one of openvino"):
         parse_device("openvino:G/U")
     with pytest.raises(RoadsightError, match="--precision"):
         engines.load(tiny, device="openvino", precision="int4")

@@ -215,7 +215,7 @@ def test_a_plan_tensorrt_cannot_read_is_one_line(fake, tmp_path):
 
 def test_device_must_be_a_gpu(fake, tmp_path):
     _, plan = make_engine(tmp_path)
-    with pytest.raises(RoadsightError, match=r"Expected cuda or cuda:N, got 'tensorrt'"):
+    with pytest.raises(RoadsightError, match=r"unknown device for a TensorRT engine.*Expected one of cuda\[:N\], got 'tensorrt'"):
         engines.load(plan, device="tensorrt")
     with pytest.raises(RoadsightError, match=r"device cuda:3: no such GPU"):
         engines.load(plan, device="cuda:3")

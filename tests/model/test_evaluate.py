@@ -179,7 +179,6 @@ def test_val_command_clear_errors(tmp_path):
 def test_val_command_end_to_end_on_tiny_onnx(tmp_path):
     """Real files in the BDD100K layout, the tiny ONNX model (white 8x8 cell -> a 16x16 box; G -> drivable,
     B -> lane), engines.Predictor and the CLI: a perfect model by construction."""
-    pytest.importorskip("model.bdd")
     import cv2
     from tiny_model import make_tiny_onnx
 
@@ -199,7 +198,7 @@ def test_val_command_end_to_end_on_tiny_onnx(tmp_path):
         cv2.imwrite(str(root / "ll_seg_annotations/val" / f"f{i}.png"), (image[:, :, 0] > 127).astype(np.uint8) * 255)
     weights = make_tiny_onnx(tmp_path / "tiny.onnx", imgsz=(64, 128), batch=None)
     out_json = tmp_path / "val.json"
-    result = CliRunner().invoke(
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(
         _val_app(), ["val", "--weights", str(weights), "--data", str(root), "--batch", "2", "--json", str(out_json)]
     )
     assert result.exit_code == 0, result.output + repr(result.exception)

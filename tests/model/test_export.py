@@ -24,7 +24,7 @@ import engines  # noqa: E402
 from engines.errors import RoadsightError  # noqa: E402
 from engines.meta import ModelMeta  # noqa: E402
 from engines.preprocess import letterbox  # noqa: E402
-from engines.torch_backend import TorchEngine  # noqa: E402
+from model.torch_engine import TorchEngine  # noqa: E402
 from model.config import ModelConfig  # noqa: E402
 from model.export import ExportOptions, compare, export_onnx, model_meta  # noqa: E402
 from model.network import RoadNet, load_checkpoint, save_checkpoint  # noqa: E402

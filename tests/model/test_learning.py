@@ -3,7 +3,7 @@
 from model.ultra import torch  # noqa: I001 (torch before ultralytics)
 
 from engines import Predictor
-from engines.torch_backend import TorchEngine
+from model.torch_engine import TorchEngine
 from model.bdd import BDDDataset
 from model.config import ModelConfig
 from model.dataset import TrainDataset, collate

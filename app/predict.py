@@ -1,8 +1,9 @@
-"""`roadsight predict`: run a model on images, save annotated copies and one JSON per image."""
+"""`roadsight predict`: run a model on images, save annotated copies and one JSON per image.
+
+The images come from the same `ImageSource` as `roadsight run` (a file, a folder or a glob)."""
 
 from __future__ import annotations
 
-import glob
 import statistics
 from pathlib import Path
 
@@ -10,26 +11,8 @@ import cv2
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from app.sources import ImageSource, open_source
 from engines.errors import RoadsightError
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-
-
-def image_paths(source: str) -> list[Path]:
-    """An image file, a folder (its images, sorted) or a glob pattern -> image paths."""
-    path = Path(source)
-    if path.is_dir():
-        paths = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    elif path.is_file():
-        paths = [path]
-    else:
-        paths = sorted(Path(p) for p in glob.glob(source, recursive=True) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
-    if not paths:
-        raise RoadsightError(
-            f"--source {source}: no images found. Expected an image file, a folder or a glob of "
-            f"{'/'.join(s[1:] for s in IMAGE_SUFFIXES)} files, got none."
-        )
-    return paths
 
 
 def run_predict(
@@ -47,28 +30,30 @@ def run_predict(
     from engines.draw import draw
 
     console = console or Console()
-    paths = image_paths(source)
+    images = open_source(source, live=False)
+    if not isinstance(images, ImageSource):
+        raise RoadsightError(
+            f"--source {source}: not an image, folder or glob of images. Expected images, got a {images.kind}. "
+            "Use `roadsight run` for videos, cameras and streams."
+        )
     save_dir.mkdir(parents=True, exist_ok=True)
-    records, latencies, skipped = [], [], []
+    records, latencies = [], []
     with engines.load(model, device=device) as engine:
         predictor = engines.Predictor(engine, conf=conf, iou=iou)
         columns = (TextColumn("[bold]predict"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[name]}"), TimeRemainingColumn())
         with Progress(*columns, console=console, transient=True) as progress:
-            task = progress.add_task("predict", total=len(paths), name="")
-            for index, path in enumerate(paths):
-                progress.update(task, name=path.name)
-                frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
-                if frame is None:
-                    skipped.append(path.name)
-                    progress.advance(task)
-                    continue
+            task = progress.add_task("predict", total=len(images.paths), name="")
+            images.open()
+            while (frame := images.read()) is not None:
+                path = images.current
+                progress.update(task, name=path.name, completed=images.position)
                 [perception] = predictor([frame])
-                perception.frame_index, perception.source = index, str(path)
+                perception.frame_index, perception.source = images.position - 1, str(path)
                 cv2.imwrite(str(save_dir / path.name), draw(frame, perception))
                 (save_dir / f"{path.stem}.json").write_text(perception.to_json(masks=masks) + "\n")
                 records.append(perception.to_dict())
                 latencies.append(perception.latencies_ms())
-                progress.advance(task)
+    skipped = [p.name for p in images.skipped]
     _summary(console, engine, records, latencies, skipped, save_dir)
     return records
 

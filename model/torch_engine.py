@@ -1,7 +1,8 @@
 """PyTorch backend: a roadsight checkpoint (.pt) or an in-memory RoadNet behind the `Engine` interface.
 
-Needs the training extra (torch, ultralytics); torch is imported only when an engine opens, so
-`engines` itself stays torch-free. The engine emits the raw outputs of ARCHITECTURE.md, exactly what the
+Needs the training extra (torch, ultralytics); torch is imported only when an engine opens. Registered
+with `engines.load` for `.pt` files through the `roadsight.engines` entry point (pyproject.toml), so
+`engines` never imports `model`. The engine emits the raw outputs of ARCHITECTURE.md, exactly what the
 exported ONNX emits, so `Predictor` and `evaluate` work on a checkpoint, an ONNX model or an engine alike.
 """
 
@@ -12,18 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from engines.base import Engine, TensorSpec
+from engines.device import parse_device
 from engines.errors import RoadsightError, require_training_extra
 
 OUTPUT_NAMES = ("boxes", "scores", "drivable", "lane")
-
-
-def _parse_device(device: str) -> str:
-    kind, _, index = str(device).lower().partition(":")
-    if kind not in ("cpu", "cuda") or (index and not index.isdigit()) or (kind == "cpu" and index):
-        raise RoadsightError(
-            f"device: unknown device {device!r} for a .pt checkpoint. Expected cpu, cuda or cuda:N, got {device!r}."
-        )
-    return str(device).lower()
 
 
 class TorchEngine(Engine):
@@ -43,7 +36,7 @@ class TorchEngine(Engine):
         self, path: str | Path, device: str = "cpu", half: bool = False, seg_output: str = "prob", fuse: bool = True
     ):
         super().__init__(path)
-        self.device = _parse_device(device)
+        self.device = str(parse_device(device, ("cpu", "cuda"), "a .pt checkpoint"))
         if half and not self.device.startswith("cuda"):
             raise RoadsightError(
                 "half: FP16 on the CPU. Expected --device cuda for FP16 PyTorch inference, got cpu. "

@@ -70,12 +70,12 @@ def test_predict_with_onnx_never_imports_torch(images, model, tmp_path):
     assert torch_free.NONE_LOADED in run.stdout and len(list((tmp_path / "out").glob("*.json"))) == 3
 
 
-def test_image_paths_from_file_folder_and_glob(images):
-    from engines.errors import RoadsightError
-    from engines.predict import image_paths
+def test_predict_refuses_a_video_and_names_run(model, tmp_path):
+    from clips import write_clip
 
-    assert image_paths(str(images / "frame1.png")) == [images / "frame1.png"]
-    assert [p.name for p in image_paths(str(images))] == ["frame0.png", "frame1.png", "frame2.png"]
-    assert [p.name for p in image_paths(str(images / "frame[12].png"))] == ["frame1.png", "frame2.png"]
-    with pytest.raises(RoadsightError, match="no images found"):
-        image_paths(str(images / "*.txt"))
+    from app.predict import run_predict
+    from engines.errors import RoadsightError
+
+    clip = write_clip(tmp_path / "clip.avi", frames=2)
+    with pytest.raises(RoadsightError, match="Use `roadsight run` for videos"):
+        run_predict(model, str(clip), tmp_path / "out")
