@@ -4,6 +4,10 @@ from pathlib import Path
 
 import typer
 
+TRACK_HELP = ("Vehicle track ids (ByteTrack), lane curves, ego offset/departure and the lead vehicle in every record and the "
+              "overlay. Default: tracking on for videos and streams, off for image folders; --no-track without --camera skips the stage.")
+CAMERA_HELP = "Camera file (YAML: fx, fy, cx, cy, mount_height_m, pitch_deg, roll_deg) for lane geometry and distances; default: a typical 1280x720 dashcam. `roadsight camera estimate` writes one."
+
 
 def bench(
     model: list[Path] = typer.Option(None, "--model", "-m", help="Model to time (.onnx, .engine); repeat for several. The first is the reference for ratios."),
@@ -97,6 +101,8 @@ def run(
     live: bool = typer.Option(None, "--live/--no-live", help="Force the policy: live keeps only the newest frame (drops counted, bounded latency); no-live processes every frame in order. Default: by source (cameras and URLs live, files not)."),
     reconnect_timeout: float = typer.Option(30.0, "--reconnect-timeout", min=0.0, help="Seconds a network source may stay down before it is given up (0: a drop ends it)."),
     device: str = typer.Option("cpu", "--device", "-d", help="cpu, cuda[:N] or tensorrt[:N] for ONNX Runtime; TensorRT engines always use the GPU."),
+    track: bool = typer.Option(None, "--track/--no-track", help=TRACK_HELP),
+    camera: Path = typer.Option(None, "--camera", help=CAMERA_HELP),
 ) -> None:
     """Run the model on live or recorded sources: window, annotated video, JSONL, frame dumps.
 
@@ -107,14 +113,17 @@ def run(
         roadsight run -m model.engine -s csi://0 --show --device cuda
         roadsight run -m model.onnx -s rtsp://cam1/stream -s rtsp://cam2/stream --jsonl runs/cams.jsonl --reconnect-timeout 60
         roadsight run -m model.onnx -s "frames/*.jpg" --dump-dir runs/frames
+        roadsight run -m model.onnx -s drive.mp4 --camera drive.camera.yaml --jsonl drive.jsonl  (tracks, lanes, ego facts)
     """
     from rich.console import Console
 
     from app.run import RunOptions
     from app.run import run as run_pipeline
+    from engines.driving import driving_options
 
     console = Console(stderr=True)
     options = RunOptions(model, source, show, save, jsonl, dump_dir, conf, iou, live, reconnect_timeout, device)
+    options.pipeline.driving = driving_options(track, camera)
     stats = run_pipeline(options, console)
     failed = [s for s in stats.sources if s.failed]
     if failed:
@@ -152,9 +161,46 @@ def demo(
         raise typer.Exit(130) from None
 
 
+camera_app = typer.Typer(help="Camera models for lane geometry and distances (YAML files for --camera).", no_args_is_help=True)
+
+
+@camera_app.command("estimate")
+def camera_estimate(
+    source: Path = typer.Option(..., "--source", "-s", help="A video file from the camera, on a road with marked lanes."),
+    model: Path = typer.Option(None, "--model", "-m", help="Model that segments the lanes (default: the shipped roadsight-n INT8 CPU model)."),
+    frames: int = typer.Option(120, "--frames", min=3, help="Frames sampled evenly over the clip."),
+    base: Path = typer.Option(None, "--base", help="Camera file with the known intrinsics, mount height and roll (default: the typical dashcam)."),
+    out: Path = typer.Option(Path("camera.yaml"), "--out", "-o", help="Camera file to write."),
+    device: str = typer.Option("cpu", "--device", "-d", help="cpu, cuda[:N] or tensorrt[:N] for ONNX Runtime."),
+) -> None:
+    """Estimate the camera's pitch (horizon) from the lane lines' vanishing point and write a camera file.
+
+    Only the pitch is estimated; focal length, principal point, roll and mount height come from --base (or the
+    typical 1280x720 dashcam, scaled to the clip's size).
+
+    Examples:
+        roadsight camera estimate --source drive.mp4
+        roadsight camera estimate --source drive.mp4 --base mycam.yaml --frames 300 --out drive.camera.yaml
+    """
+    import engines
+    from app.zoo import shipped_model
+    from engines.camera import load_camera
+    from engines.camera_estimate import estimate_camera
+    from engines.predictor import Predictor
+
+    with engines.load(model or shipped_model("int8-cpu"), device) as engine:
+        result = estimate_camera(source, Predictor(engine), frames, load_camera(base) if base else None)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(result.camera.to_yaml())
+    u, v = result.vanishing_point
+    typer.echo(f"vanishing point ({u:.1f}, {v:.1f}) px from {result.frames_used} of {result.frames_read} frames "
+               f"(spread {result.spread_px:.1f} px): pitch {result.camera.pitch_deg:.2f} deg; wrote {out}")
+
+
 def register(app: typer.Typer) -> None:
     """Add this package's commands to the root app."""
     app.command("bench")(bench)
     app.command("video")(video)
     app.command("run")(run)
     app.command("demo")(demo)
+    app.add_typer(camera_app, name="camera")

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from engines.base import Engine
+from engines.driving import DrivingOptions, driving_stages
 from engines.errors import RoadsightError
 from engines.predictor import Predictor
 
@@ -48,6 +49,7 @@ class PipelineOptions:
     reconnect_timeout: float = 30.0
     file_buffer: int = 8
     live_fps: float = 30.0
+    driving: DrivingOptions | None = None  # track ids, lanes, ego facts after Perception (engines/driving.py)
 
 
 class Pipeline:
@@ -82,6 +84,7 @@ class Pipeline:
         self.ready = threading.Event()
         self.error: str | None = None
         self.predictor: Predictor | None = None
+        self.driving = driving_stages(self.options.driving, sources)
 
     # --- control -------------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -192,12 +195,21 @@ class Pipeline:
                         "inferred": inferred,
                         "postprocessed": perception.timestamps["postprocessed"],
                     }
+                    if self.driving[frame.source_id] is not None:
+                        self._drive(frame, perception)
                 if not self._put(self.out_q, list(zip(frames, perceptions))):
                     break
         except Exception as error:
             self._fail(f"postprocess: {type(error).__name__}: {error}")
         finally:
             self._put(self.out_q, END)
+
+    def _drive(self, frame, perception) -> None:
+        """The driving stage of the frame's source, timed as the `driving` stage."""
+        source, start = self.sources[frame.source_id], time.perf_counter()
+        timestamp = frame.captured if source.live else frame.index / (source.fps or self.options.live_fps)
+        perception.driving = self.driving[frame.source_id].update(perception, timestamp)
+        self.stats.add_busy("driving", time.perf_counter() - start, 1)
 
     def _write(self) -> None:
         """Sink stage, on the calling thread."""

@@ -161,6 +161,7 @@ def synth_command(out: Path, n: int, seed: int = 0, val_fraction: float = 0.2, v
     if video is not None:
         with _progress(console) as bar:
             task = bar.add_task("video", total=frames, rate="")
-            write_video(video, frames, seed, fps=fps, advance=lambda: bar.update(task, advance=1))
-        console.print(f"Drive clip: {video} ({frames} frames, 1280x720, {fps:g} fps, mp4v; seed {seed}).")
+            write_video(video, frames, seed, fps=fps, advance=lambda: bar.update(task, advance=1), truth=True)
+        console.print(f"Drive clip: {video} ({frames} frames, 1280x720, {fps:g} fps, mp4v; seed {seed}); ground truth "
+                      f"{video.with_suffix('.gt.jsonl')}, camera {video.with_suffix('.camera.yaml')}.")
     return records
