@@ -2,7 +2,8 @@
 
 Tracking: CLEAR MOT (MOTA, ID switches) and identity metrics (IDF1) from `trackers.eval` (TrackEval's
 matching and definitions), boxes matched at IoU >= 0.5; detections without a confirmed track id are not
-tracker output. Ego: mean absolute error of lateral offset and lane width over frames where both sides give
+tracker output. The headline scores vehicles as KITTI's 'moderate' difficulty does (boxes >= 25 px tall, at
+least half visible; the rest are don't-care); the same figures over every box follow as `*_all_boxes`. Ego: mean absolute error of lateral offset and lane width over frames where both sides give
 a value (coverage reported). Departures: events are maximal runs of frames departing to one side; a predicted
 event matches a ground-truth event of the same side whose frames it overlaps (one-to-one); F1 of those.
 Lead: mean relative distance error over frames whose true lead is closer than `lead_max_m` and a lead was
@@ -18,6 +19,7 @@ import numpy as np
 
 from engines.errors import RoadsightError
 
+MIN_HEIGHT, MIN_VISIBLE = 25.0, 0.5  # scored vehicle boxes (KITTI tracking's 'moderate' difficulty)
 KEYS = ("idf1", "mota", "id_switches", "lateral_offset_mae_m", "lane_width_mae_m", "departure_f1", "lead_distance_rel_error")
 
 
@@ -45,16 +47,36 @@ def _boxes(items: list[dict]) -> np.ndarray:
     return np.array([[d["box"][k] for k in ("x1", "y1", "x2", "y2")] for d in items], np.float64).reshape(-1, 4)
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _area(x: np.ndarray) -> np.ndarray:
+    return np.prod(x[:, 2:] - x[:, :2], axis=1)
+
+
+def _inter(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     lt = np.maximum(a[:, None, :2], b[None, :, :2])
     rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=1)  # noqa: E731
-    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
+    return np.prod(np.clip(rb - lt, 0, None), axis=2)
 
 
-def tracking(pred: dict[int, dict], gt: dict[int, dict], frames: list[int]) -> dict:
-    """MOTA, IDF1, ID switches and their counts over `frames`."""
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    inter = _inter(a, b)
+    return inter / np.maximum(_area(a)[:, None] + _area(b)[None, :] - inter, 1e-9)
+
+
+def _ioa(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection over the area of each box of `a`."""
+    return _inter(a, b) / np.maximum(_area(a)[:, None], 1e-9)
+
+
+def scored(vehicle: dict) -> bool:
+    """KITTI 'moderate': at least MIN_HEIGHT px tall and at least MIN_VISIBLE of it in view (others: don't care)."""
+    box = vehicle["box"]
+    return box["y2"] - box["y1"] >= MIN_HEIGHT and vehicle.get("visible", 1.0) >= MIN_VISIBLE
+
+
+def tracking(pred: dict[int, dict], gt: dict[int, dict], frames: list[int], moderate: bool = True) -> dict:
+    """MOTA, IDF1, ID switches and their counts over `frames`; with `moderate`, boxes that are not `scored` are
+    don't-care: dropped from the truth, and a tracked box lying mostly inside one (intersection over its own area
+    >= 0.5, KITTI's rule) without matching a scored box is dropped too."""
     from trackers.eval.clear import compute_clear_metrics
     from trackers.eval.identity import compute_identity_metrics
 
@@ -62,6 +84,14 @@ def tracking(pred: dict[int, dict], gt: dict[int, dict], frames: list[int]) -> d
     for i in frames:
         truth = gt[i]["vehicles"]
         dets = [d for d in pred.get(i, {}).get("detections", []) if d.get("track_id") is not None]
+        if moderate:
+            care = [v for v in truth if scored(v)]
+            ignore = _boxes([v for v in truth if not scored(v)])
+            if len(ignore) and dets:
+                with_care = _iou(_boxes(dets), _boxes(care)).max(1, initial=0) if care else np.zeros(len(dets))
+                with_ignore = _ioa(_boxes(dets), ignore).max(1)
+                dets = [d for d, c, g in zip(dets, with_care, with_ignore) if c >= 0.5 or g < 0.5]
+            truth = care
         gt_ids.append(np.array([v["id"] for v in truth], int))
         tr_ids.append(np.array([d["track_id"] for d in dets], int))
         sims.append(_iou(_boxes(truth), _boxes(dets)))
@@ -114,6 +144,7 @@ def evaluate_stream(pred_path: Path, gt_path: Path, lead_max_m: float = 40.0) ->
         raise RoadsightError(f"--pred {pred_path}: no track ids or lanes in the records. Expected a run with the driving "
                              "stage. Rerun `roadsight run` with --track (and --camera).")
     out = tracking(pred, gt, frames)
+    out.update({f"{k}_all_boxes": v for k, v in tracking(pred, gt, frames, moderate=False).items()})
     offsets, widths, pred_sides, gt_sides = [], [], [], []
     for i in frames:
         truth, ego = gt[i].get("ego"), pred.get(i, {}).get("ego")
@@ -157,7 +188,7 @@ def format_report(results: dict):
     """A rich table: each figure, the issue's target and whether it is met."""
     from rich.table import Table
 
-    table = Table(title="val-stream (boxes IoU >= 0.5; lead: true distance < 40 m)", title_justify="left")
+    table = Table(title="val-stream (boxes IoU >= 0.5, >= 25 px tall, >= 50% visible; lead: true distance < 40 m)", title_justify="left")
     for column in ("metric", "value", "target", "met"):
         table.add_column(column, justify="left" if column == "metric" else "right")
     for key, value in results.items():

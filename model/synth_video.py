@@ -93,8 +93,8 @@ class Drive:
     def truth(self, i: int, frame: Frame) -> dict:
         """Ground truth of the frame just rendered (one `CLIP.gt.jsonl` record; layout in `write_video`)."""
         s, path, cam = self.scene, self.path, self.camera
-        vehicles = [{"id": self.uid[lb.key], "category": lb.category, "box": dict(zip(("x1", "y1", "x2", "y2"), lb.box))}
-                    for lb in frame.labels if lb.key is not None and lb.category in VEHICLES]
+        vehicles = [{"id": self.uid[lb.key], "category": lb.category, "box": dict(zip(("x1", "y1", "x2", "y2"), lb.box)),
+                     "visible": round(lb.visible, 3)} for lb in frame.labels if lb.key is not None and lb.category in VEHICLES]
         left, right = self.ego_lines
         lanes = []
         for o in sorted({line.o for line in s.lines}):
@@ -153,7 +153,8 @@ def write_video(path: Path, frames: int, seed: int, width: int = 1280, height: i
     With `truth`, also CLIP.gt.jsonl and CLIP.camera.yaml (the camera, for `--camera`). One ground-truth line
     per frame, metres in the ground frame of `engines.camera` (X right, Z forward):
         {"frame": i, "size": [H, W],
-         "vehicles": [{"id": persistent id, "category": "car", "box": {"x1", "y1", "x2", "y2"}}],  (car/bus/truck/train)
+         "vehicles": [{"id": persistent id, "category": "car", "box": {"x1", "y1", "x2", "y2"}, "visible": share of
+                       its in-frame silhouette not hidden}],  (car/bus/truck/train)
          "lanes": [{"side": "ego_left" | "ego_right" | "other", "coeffs": [c0, c1, c2], "points": [[u, v], ...]}],
          "ego": {"lateral_offset_m", "lane_width_m", "heading_deg", "departure"} or null (an ego line unmarked),
          "lead": {"id", "distance_m"} or null}
