@@ -65,6 +65,8 @@ def video(
     threads: int = typer.Option(None, "--threads", "-t", min=1, help="ONNX Runtime intra-op threads per worker (default: cores // workers)."),
     conf: float = typer.Option(0.25, "--conf", min=0.0, max=1.0, help="Detection confidence threshold."),
     iou: float = typer.Option(0.45, "--iou", min=0.0, max=1.0, help="NMS IoU threshold."),
+    track: bool = typer.Option(None, "--track/--no-track", help=TRACK_HELP),
+    camera: Path = typer.Option(None, "--camera", help=CAMERA_HELP),
 ) -> None:
     """Run a model over many video files: annotated videos, JSONL and a summary CSV, resumable.
 
@@ -78,9 +80,12 @@ def video(
         roadsight video a.mp4 b.mp4 --model model.onnx --out runs/video --workers 2 --threads 1
     """
     from app import video as video_impl
+    from engines.camera import load_camera
 
     try:
-        rows = video_impl.run(inputs, str(model), out, video_out, jsonl, workers, device, threads, conf, iou)
+        if camera is not None:
+            load_camera(camera)  # a bad file fails here, in one line, before any worker starts
+        rows = video_impl.run(inputs, str(model), out, video_out, jsonl, workers, device, threads, conf, iou, track=track, camera=camera)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     failed = [row for row in rows if row.status == "error"]
@@ -139,6 +144,8 @@ def demo(
     show: bool = typer.Option(False, "--show", help="Show the annotated frames in a window (q or Esc stops); needs a display."),
     runs: int = typer.Option(30, "--runs", "-n", min=0, help="Model-only benchmark runs per model, interleaved (0 skips the benchmark)."),
     device: str = typer.Option("cpu", "--device", "-d", help="cpu, cuda[:N] or tensorrt[:N] for ONNX Runtime; TensorRT engines always use the GPU."),
+    track: bool = typer.Option(None, "--track/--no-track", help=TRACK_HELP),
+    camera: Path = typer.Option(None, "--camera", help=CAMERA_HELP),
 ) -> None:
     """Try roadsight in one command: the shipped model on a drive clip, with a video, JSONL and a benchmark.
 
@@ -153,8 +160,11 @@ def demo(
         roadsight demo --source drive.mp4 --model runs/train/best.int8-cpu.onnx --out runs/demo-mine
     """
     from app import demo as demo_impl
+    from engines.camera import load_camera
 
-    options = demo_impl.DemoOptions(source=source, model=model, out=out, show=show, runs=runs, device=device)
+    if camera is not None:
+        load_camera(camera)  # a bad file fails before the clip is rendered
+    options = demo_impl.DemoOptions(source=source, model=model, out=out, show=show, runs=runs, device=device, track=track, camera=camera)
     try:
         demo_impl.run(options)
     except KeyboardInterrupt:

@@ -27,6 +27,7 @@ from engines.errors import RoadsightError
 
 from app import zoo
 from app.pipeline import Pipeline, PipelineOptions
+from engines.driving import driving_options
 from app.sinks import JsonlSink, SinkSet, VideoSink, WindowSink, check_output
 from app.sources import open_source, quiet_opencv
 from app.stats import RunStats
@@ -48,6 +49,8 @@ class DemoOptions:
     device: str = "cpu"
     conf: float = 0.25
     iou: float = 0.45
+    track: bool | None = None  # driving stage (engines/driving.py): None = on for videos and cameras
+    camera: Path | None = None
 
 
 @dataclass
@@ -128,7 +131,8 @@ def stream(model: Path, spec: str, files: DemoFiles, window: WindowSink | None, 
             bar.update(task, completed=one.processed, total=source.frame_count, fps=one.recent_fps_latency()[0])
 
         pipeline = Pipeline([source], lambda: engines.load(model, options.device), [sinks],
-                            PipelineOptions(conf=options.conf, iou=options.iou), log=console.print, on_tick=tick)
+                            PipelineOptions(conf=options.conf, iou=options.iou, driving=driving_options(options.track, options.camera)),
+                            log=console.print, on_tick=tick)
         stats = pipeline.run()
     result = stats.sources[0]
     if result.failed:

@@ -205,11 +205,12 @@ class Pipeline:
             self._put(self.out_q, END)
 
     def _drive(self, frame, perception) -> None:
-        """The driving stage of the frame's source, timed as the `driving` stage."""
-        source, start = self.sources[frame.source_id], time.perf_counter()
+        """The driving stage of the frame's source; its parts are timed as stages track, lanes and ego."""
+        source = self.sources[frame.source_id]
         timestamp = frame.captured if source.live else frame.index / (source.fps or self.options.live_fps)
         perception.driving = self.driving[frame.source_id].update(perception, timestamp)
-        self.stats.add_busy("driving", time.perf_counter() - start, 1)
+        for stage, ms in perception.driving.timing_ms.items():
+            self.stats.add_busy(stage, ms / 1e3, 1)
 
     def _write(self) -> None:
         """Sink stage, on the calling thread."""

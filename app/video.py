@@ -31,6 +31,8 @@ class Settings:
     model: str
     conf: float = 0.25
     iou: float = 0.45
+    track: bool | None = None  # driving stage (engines/driving.py): None = on for videos
+    camera: str | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ def process(job: Job, engine, settings: Settings, report: Callable[[Event], None
     """Run one file through the pipeline into partial outputs, then commit them; returns the CSV row."""
     from app.benchpipe import LentEngine
     from app.pipeline import Pipeline, PipelineOptions
+    from engines.driving import driving_options
     from app.sinks import JsonlSink, SinkSet, VideoSink
     from app.sources import open_source
 
@@ -122,7 +125,7 @@ def process(job: Job, engine, settings: Settings, report: Callable[[Event], None
             reported = done
 
     notes: list[str] = []
-    options = PipelineOptions(conf=settings.conf, iou=settings.iou)
+    options = PipelineOptions(conf=settings.conf, iou=settings.iou, driving=driving_options(settings.track, settings.camera))
     start = time.perf_counter()
     try:
         stats = Pipeline([source], lambda: LentEngine(engine), [sinks], options, log=notes.append, on_tick=tick).run(handle_signals=False)
@@ -269,6 +272,7 @@ def _run_pool(todo: list[Job], settings: Settings, slots: list[Slot], progress: 
 def run(
     inputs: list[str], model: str, out: Path, video: bool = True, jsonl: bool = True, workers: int | None = None,
     device: str = "cpu", threads: int | None = None, conf: float = 0.25, iou: float = 0.45, console=None,
+    track: bool | None = None, camera: Path | None = None,
 ) -> list[Row]:
     """Process every input not finished earlier; write OUT/summary.csv; returns the rows (input order)."""
     from rich.console import Console
@@ -276,7 +280,7 @@ def run(
     console = console or Console()
     out = Path(out)
     jobs = make_jobs(collect_inputs(inputs), out, video, jsonl)
-    settings = Settings(str(model), conf, iou)
+    settings = Settings(str(model), conf, iou, track, str(camera) if camera else None)
     rows: dict[int, Row] = {}
     for job in jobs:
         record = job.finished()

@@ -93,22 +93,51 @@ def _grow(x: np.ndarray, z: np.ndarray, x0: float) -> tuple[np.ndarray, np.ndarr
     return coeffs, keep
 
 
+def _parallel(x: np.ndarray, z: np.ndarray, members: list[np.ndarray]) -> list[np.ndarray]:
+    """Joint least squares of lines sharing heading and curvature (one offset each, every line weighted
+    equally): [coeffs c2, c1, c0] per line."""
+    rows = np.concatenate(members)
+    weight = np.repeat([1.0 / np.sqrt(len(m)) for m in members], [len(m) for m in members])
+    design = np.zeros((len(rows), len(members) + 2))
+    design[np.arange(len(rows)), np.repeat(np.arange(len(members)), [len(m) for m in members])] = 1.0
+    design[:, -2], design[:, -1] = z[rows], z[rows] ** 2
+    solution = np.linalg.lstsq(design * weight[:, None], x[rows] * weight, rcond=None)[0]
+    return [np.array([solution[-1], solution[-2], c0]) for c0 in solution[:-2]]
+
+
+def _rms(x: np.ndarray, z: np.ndarray, rows: np.ndarray, coeffs: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((x[rows] - np.polyval(coeffs, z[rows])) ** 2)))
+
+
 def fit_lines(mask: np.ndarray, birdseye: BirdsEye) -> list[tuple[np.ndarray, tuple[float, float], float]]:
-    """Line curves in one lane mask: [(coeffs c2, c1, c0 in numpy order, (z_near, z_far), confidence)]."""
+    """Line curves in one lane mask: [(coeffs c2, c1, c0 in numpy order, (z_near, z_far), confidence)].
+
+    Each line is grown on its own; then the two lines nearest the car on either side (the ego lane's) are
+    refitted together when they agree with a common shape (painted lines run parallel): a line seen only far
+    away, or as a few dashes, borrows the other's heading and curvature, which keeps its position at the car
+    (Z = 0), where offset and lane width are read, accurate."""
     x, z = birdseye.points(mask)
-    out = []
+    grown = []
     for x0 in _bases(x, z):
-        grown = _grow(x, z, x0)
-        if grown is None:
-            continue
-        coeffs, keep = grown
-        if any(abs(np.polyval(coeffs, 10.0) - np.polyval(c, 10.0)) < 0.5 for c, _, _ in out):
-            continue  # two bases grew into the same line
-        zs = z[keep]
+        line = _grow(x, z, x0)
+        if line is not None and not any(abs(np.polyval(line[0], 10.0) - np.polyval(c, 10.0)) < 0.5 for c, _ in grown):
+            grown.append(line)  # (two bases may grow into the same line)
+    coeffs = [c for c, _ in grown]
+    rows = [np.flatnonzero(keep) for _, keep in grown]
+    left = [k for k, c in enumerate(coeffs) if c[2] < 0]
+    right = [k for k, c in enumerate(coeffs) if c[2] >= 0]
+    if left and right:
+        pair = [max(left, key=lambda k: coeffs[k][2]), min(right, key=lambda k: coeffs[k][2])]
+        joint = _parallel(x, z, [rows[k] for k in pair])
+        if all(_rms(x, z, rows[k], c) < 0.2 for k, c in zip(pair, joint)):
+            for k, c in zip(pair, joint):
+                coeffs[k] = c
+    out = []
+    for c, r in zip(coeffs, rows):
+        zs = z[r]
         z_range = (float(zs.min()), float(zs.max()))
-        spread = np.abs(x[keep] - np.polyval(coeffs, zs))
-        confidence = min(1.0, (z_range[1] - z_range[0]) / 30.0) * float(np.mean(spread < 0.2))
-        out.append((coeffs, z_range, confidence))
+        confidence = min(1.0, (z_range[1] - z_range[0]) / 30.0) * float(np.mean(np.abs(x[r] - np.polyval(c, zs)) < 0.2))
+        out.append((c, z_range, confidence))
     return out
 
 

@@ -2,7 +2,7 @@
 
 ByteTrack associates high-confidence boxes first and low-confidence ones second, so a vehicle keeps its id
 through a frame where its score dips. Frames are placed by their timestamps (seconds), so a live source that
-drops frames predicts the motion over the real gap and keeps ids. Ids start at 1; a detection not (yet)
+drops frames predicts the motion over the real gap and keeps ids. Ids count up from 0; a detection not (yet)
 confirmed as a track has id -1.
 """
 

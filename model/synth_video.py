@@ -20,6 +20,7 @@ from model.synth_render import Frame, render
 from model.synth_scene import Scene, sample_scene
 
 D_AHEAD = np.linspace(0.0, 260.0, 521)
+WOBBLE_M = 0.15  # the car's slow weave in its lane
 LANE_D = np.linspace(4.0, 60.0, 29)  # ground-truth lane curves are fitted over this range (metres)
 VEHICLES = tuple(DEFAULT_CLASS_MAP)  # the categories of the model's `vehicle` class
 
@@ -54,8 +55,9 @@ class Drive:
         self.ego_s = 0.0
         self.uid = list(range(1, len(sc.vehicles) + 1))  # persistent vehicle ids; a recycled vehicle gets a new one
         self.ego_lines = _ego_lines(sc)
-        self.drifts = _drifts(np.random.default_rng([seed, 7_000_002]), frames / fps, sc, self.ego_lines)
-        self.lateral = sc.camera_o
+        self.rest = _rest_shift(sc, self.ego_lines)
+        self.drifts = _drifts(np.random.default_rng([seed, 7_000_002]), frames / fps, sc, self.ego_lines, self.rest)
+        self.lateral = sc.camera_o + self.rest
         self.path: RoadPath | None = None
         self.camera: Camera | None = None
 
@@ -78,9 +80,9 @@ class Drive:
             if recycled:
                 self.uid[k] = max(self.uid) + 1
         self.yaw = 0.008 * np.sin(2 * np.pi * t / 5.0)
-        wobble = 0.15 * np.sin(2 * np.pi * t / 7.0)
+        wobble = WOBBLE_M * np.sin(2 * np.pi * t / 7.0)
         drift = sum(a * 0.5 * (1 - np.cos(2 * np.pi * (t - t0) / span)) for t0, span, a in self.drifts if t0 <= t <= t0 + span)
-        self.lateral = s.camera_o + wobble + drift
+        self.lateral = s.camera_o + self.rest + wobble + drift
         theta = np.interp(self.ego_s + D_AHEAD, self.s_grid, self.theta) - np.interp(self.ego_s, self.s_grid, self.theta) - self.yaw
         path = RoadPath(D_AHEAD, theta, -self.lateral)
         props = [dataclasses.replace(p, d=p.d - self.ego_s) for p in s.props if -5 < p.d - self.ego_s < 240]
@@ -131,7 +133,17 @@ def _ego_lines(s: Scene) -> tuple[float | None, float | None]:
     return (max(left) if left else None), (min(right) if right else None)
 
 
-def _drifts(rng: np.random.Generator, duration: float, s: Scene, lines: tuple) -> list[tuple[float, float, float]]:
+def _rest_shift(s: Scene, lines: tuple) -> float:
+    """Shift of the car's resting position so that, between departures, its sides stay 0.25 m inside the lines
+    (wobble included): departures then happen only as the drift episodes."""
+    left, right = lines
+    if left is None or right is None:
+        return 0.0
+    centre, room = (left + right) / 2, max(0.0, (right - left) / 2 - VEHICLE_WIDTH_M / 2 - 0.25 - WOBBLE_M)
+    return float(np.clip(s.camera_o - centre, -room, room) + centre - s.camera_o)
+
+
+def _drifts(rng: np.random.Generator, duration: float, s: Scene, lines: tuple, rest: float) -> list[tuple[float, float, float]]:
     """Lane-departure episodes (start s, length s, lateral amplitude m): the car drifts over a line and back."""
     left, right = lines
     if left is None or right is None:
@@ -141,7 +153,7 @@ def _drifts(rng: np.random.Generator, duration: float, s: Scene, lines: tuple) -
     while t < duration - 3.0:
         span, side = rng.uniform(3.0, 4.5), rng.choice((-1.0, 1.0))
         target = centre + side * (half - VEHICLE_WIDTH_M / 2 + rng.uniform(0.2, 0.45))
-        out.append((t, span, float(target - s.camera_o)))
+        out.append((t, span, float(target - s.camera_o - rest)))
         t += span + rng.uniform(1.5, 4.0)
     return out
 
