@@ -118,7 +118,7 @@ class DrivingStage:
         timing["lanes"] = (fitted - tracked) * 1e3
         before = self.ego.departure
         if perception.lane is not None:
-            ego = self.ego.update(lanes)
+            ego = self.ego.update(lanes, timestamp)
         lead = self.leads.update(perception.boxes, ids, lanes, self.ego.width, camera, timestamp)
         warnings = []
         if ego is not None and ego.departure != "none" and ego.departure != before:

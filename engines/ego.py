@@ -60,14 +60,16 @@ class LeadFacts:
 
 
 class EgoEstimator:
-    """Lateral offset, lane width and heading from the ego lines; departure with a hysteresis of `hysteresis_m`."""
+    """Lateral offset, lane width and heading from the ego lines. A departure ends only once the car is
+    `hysteresis_m` back inside for `hold_s` seconds, so a wheel riding the line is one event, not a flicker."""
 
-    def __init__(self, vehicle_width_m: float = VEHICLE_WIDTH_M, hysteresis_m: float = 0.1):
-        self.vehicle_width_m, self.hysteresis_m = vehicle_width_m, hysteresis_m
+    def __init__(self, vehicle_width_m: float = VEHICLE_WIDTH_M, hysteresis_m: float = 0.1, hold_s: float = 0.3):
+        self.vehicle_width_m, self.hysteresis_m, self.hold_s = vehicle_width_m, hysteresis_m, hold_s
         self.width = TYPICAL_LANE_M
         self.departure = "none"
+        self._inside_since: float | None = None
 
-    def update(self, lanes: list[LaneLine]) -> EgoFacts:
+    def update(self, lanes: list[LaneLine], timestamp: float) -> EgoFacts:
         left = next((ln for ln in lanes if ln.side == "ego_left"), None)
         right = next((ln for ln in lanes if ln.side == "ego_right"), None)
         if left is None and right is None:
@@ -85,9 +87,15 @@ class EgoEstimator:
         offset = -centre
         slopes = [ln.coeffs[1] for ln in (left, right) if ln is not None]
         heading = -math.degrees(math.atan(float(np.mean(slopes))))
-        # enter a departure at the line, leave it only hysteresis_m inside (no flicker at the edge)
         slack = -self.hysteresis_m if self.departure != "none" else 0.0
-        self.departure = departure_side(offset, width if width is not None else self.width, self.vehicle_width_m, slack)
+        side = departure_side(offset, width if width is not None else self.width, self.vehicle_width_m, slack)
+        if side != "none" or self.departure == "none":
+            self._inside_since = None
+        else:  # back inside: keep the departure for hold_s
+            self._inside_since = timestamp if self._inside_since is None else self._inside_since
+            if timestamp - self._inside_since < self.hold_s:
+                side = self.departure
+        self.departure = side
         return EgoFacts(offset, width, heading, self.departure)
 
 

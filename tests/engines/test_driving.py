@@ -13,9 +13,9 @@ import torch_free
 
 from engines.camera import CameraModel, default_camera, load_camera
 from engines.driving import DrivingOptions, DrivingStage
-from engines.ego import departure_side
+from engines.ego import EgoEstimator, departure_side
 from engines.errors import RoadsightError
-from engines.lanes import LaneTracker
+from engines.lanes import LaneLine, LaneTracker
 from engines.perception import Perception
 from engines.track import Tracker
 from model.synth_video import Drive
@@ -112,6 +112,20 @@ def test_departure_rule_and_hysteresis():
     assert departure_side(0.84, 3.5) == "none"  # the wheel (0.9 m from the camera) is still inside the line at 1.75 m
     assert departure_side(0.8, 3.5, slack_m=-0.1) == "right"  # leaving needs 0.1 m more inside
     assert departure_side(None, 3.5) == "none"
+
+
+def test_departure_is_one_event_while_the_wheel_rides_the_line():
+    """Offsets hovering at the departure threshold give one departure, ended only after hold_s back inside."""
+    ego = EgoEstimator(hold_s=0.3)
+    offsets = [0.0, 0.9, 0.84, 0.9, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.0]  # 1.75 m lines; the wheel crosses at 0.85
+    sides = []
+    for t, offset in enumerate(offsets):
+        lines = [LaneLine(1, "ego_left", (-1.75 - offset, 0.0, 0.0), (4.0, 40.0), np.zeros((0, 2)), 1.0),
+                 LaneLine(2, "ego_right", (1.75 - offset, 0.0, 0.0), (4.0, 40.0), np.zeros((0, 2)), 1.0)]
+        sides.append(ego.update(lines, t / 30).departure)
+    first_out = sides.index("none", 1)
+    assert sides[0] == "none" and set(sides[1:first_out]) == {"right"} and set(sides[first_out:]) == {"none"}
+    assert 12 <= first_out <= 13  # 0.3 s (9 frames at 30 fps) after frame 4, where the car is 0.15 m back inside
 
 
 def _moving_boxes(n: int) -> list[np.ndarray]:
