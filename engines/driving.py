@@ -75,14 +75,17 @@ def driving_stages(options: DrivingOptions | None, sources) -> list[DrivingStage
 
 
 def warnings_summary(stages: list[DrivingStage | None]) -> str | None:
-    """'driving warnings: departure_left 2, collision 1 (tracks: 14)'-style line over all sources, None without stages."""
+    """One line over all sources: warning counts, tracks and the stage's mean cost per frame; None without stages."""
     running = [stage for stage in stages if stage is not None]
     if not running:
         return None
     counts = sum((stage.counts for stage in running), Counter())
+    work = sum((stage.work_ms for stage in running), Counter())
+    frames = max(1, sum(stage.frames for stage in running))
     tracks = sum(stage.tracker.ids_given() for stage in running if stage.tracker is not None)
     shown = ", ".join(f"{k} {counts[k]}" for k in ("departure_left", "departure_right", "collision"))
-    return f"driving warnings: {shown} (vehicle tracks: {tracks})"
+    cost = " + ".join(f"{k} {work[k] / frames:.2f}" for k in ("track", "lanes", "ego"))
+    return f"driving warnings: {shown}; vehicle tracks: {tracks}; cost per frame: {cost} ms"
 
 
 class DrivingStage:
@@ -96,6 +99,8 @@ class DrivingStage:
         self.ego = EgoEstimator()
         self.leads = LeadFinder()
         self.counts: Counter = Counter()
+        self.work_ms: Counter = Counter()  # per stage, summed over frames
+        self.frames = 0
         self._trails: dict[int, deque] = {}
         self._collision = False
 
@@ -130,6 +135,8 @@ class DrivingStage:
         self.counts.update(warnings)
         trails = self._update_trails(perception.boxes, ids)
         timing["ego"] = (time.perf_counter() - fitted) * 1e3
+        self.work_ms.update(timing)
+        self.frames += 1
         return DrivingFacts(ids, lanes, ego, lead, warnings, trails, timing)
 
     def _update_trails(self, boxes: np.ndarray, ids: np.ndarray | None) -> dict[int, np.ndarray]:
