@@ -68,10 +68,10 @@ def _bases(x: np.ndarray, z: np.ndarray) -> list[float]:
         return []
     hist = np.bincount(((near + X_MAX) / X_RES).astype(np.int64), minlength=int(2 * X_MAX / X_RES) + 1).astype(np.float32)
     smooth = np.convolve(hist, np.ones(7, np.float32), mode="same")
-    peaks = []
-    for i in np.argsort(smooth)[::-1]:
-        if smooth[i] < 12:
-            break
+    padded = np.pad(smooth, 1)
+    tops = np.flatnonzero((smooth >= 12) & (smooth >= padded[:-2]) & (smooth > padded[2:]))  # local maxima
+    peaks: list[int] = []
+    for i in tops[np.argsort(smooth[tops])[::-1]]:
         if all(abs(i - j) * X_RES > 1.2 for j in peaks):
             peaks.append(int(i))
     return [i * X_RES - X_MAX for i in peaks]
@@ -87,8 +87,8 @@ def _grow(x: np.ndarray, z: np.ndarray, x0: float) -> tuple[np.ndarray, np.ndarr
         if keep.sum() < MIN_POINTS:
             return None
         zs, xs = z[keep], x[keep]
-        deg = 2 if zs.max() - zs.min() > 20 else 1
-        fit = np.polyfit(zs, xs, deg)
+        vander = np.vander(zs, 3 if zs.max() - zs.min() > 20 else 2)  # quadratic once the line is long enough
+        fit = np.linalg.solve(vander.T @ vander, vander.T @ xs)  # least squares (normal equations: 2 or 3 unknowns)
         coeffs = np.concatenate([np.zeros(3 - len(fit)), fit])
     return coeffs, keep
 
