@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 
 import numpy as np
 import pytest
+import torch_free
 from typer.testing import CliRunner
 
 from engines.camera_estimate import vanishing_point
@@ -102,3 +104,10 @@ def test_vanishing_point_gives_the_true_pitch():
     pitch = math.degrees(math.atan((camera.cy - v) / camera.fy))
     assert abs(pitch - camera.pitch_deg) < 0.3  # degrees (the road curves a little and the horizon is rolled)
     assert vanishing_point(np.zeros((720, 1280), np.uint8)) is None
+
+
+def test_val_stream_needs_no_torch(tmp_path):
+    pred, gt = make_clip(tmp_path)
+    result = subprocess.run(torch_free.cli("val-stream", "--pred", str(pred), "--gt", str(gt)), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert torch_free.NONE_LOADED in result.stdout
