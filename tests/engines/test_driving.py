@@ -191,3 +191,27 @@ def test_run_with_a_bad_camera_file_fails_in_one_line(tmp_path):
     assert result.returncode == 1
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "pitch_deg must be a number" in lines[0], result.stderr
+
+
+def test_lead_distance_closing_speed_and_collision_warning():
+    """A car ahead in the ego lane closing at 8 m/s from 30 m: flat-ground distance, closing speed, TTC, one warning."""
+    camera = default_camera()
+    lanes = [LaneLine(1, "ego_left", (-1.75, 0.0, 0.0), (4.0, 60.0), np.zeros((0, 2)), 1.0),
+             LaneLine(2, "ego_right", (1.75, 0.0, 0.0), (4.0, 60.0), np.zeros((0, 2)), 1.0)]
+    stage = DrivingStage(DrivingOptions(track=True, camera=camera))
+    stage.lanes.update = lambda mask: lanes  # the lines are given; this test is about the lead
+    warnings, leads = [], []
+    for t in range(75):
+        z = 30.0 - 8.0 * t / 30
+        (u1, v), (u2, _) = camera.ground_to_image(np.array([[-0.9, z], [0.9, z]]))
+        car = np.array([[u1, v - (u2 - u1), u2, v], [u1 + 400, v - 40, u2 + 400, v]], np.float32)  # and one in the next lane
+        p = Perception(car, np.array([0.9, 0.9], np.float32), np.zeros(2, np.int64), ("vehicle",), lane=np.zeros((720, 1280), np.uint8))
+        facts = stage.update(p, t / 30)
+        warnings += facts.warnings
+        leads.append((z, facts.lead))
+    z, lead = leads[30]
+    assert lead.track_id == int(facts.track_ids[0]) and abs(lead.distance_m - z) < 0.01
+    assert abs(lead.closing_speed_mps - 8.0) < 0.1 and abs(lead.time_to_collision_s - z / 8.0) < 0.05
+    assert warnings.count("collision") == 1 and stage.counts["collision"] == 1
+    first = next(k for k, (_, lead) in enumerate(leads) if lead.time_to_collision_s is not None and lead.time_to_collision_s < 2.5)
+    assert abs(leads[first][0] / 8.0 - 2.5) < 0.2  # warned when 2.5 s away
