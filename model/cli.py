@@ -19,7 +19,7 @@ def data_synth(
     n: int = typer.Option(200, "--n", min=0, help="Number of scenes (split into train/val); 0 with --video writes only the clip."),
     seed: int = typer.Option(0, "--seed", help="Random seed; another seed gives a disjoint set."),
     val_fraction: float = typer.Option(0.2, "--val-fraction", min=0.0, max=1.0, help="Share of scenes in val/."),
-    video: Path | None = typer.Option(None, "--video", help="Also write a 1280x720 drive clip to this .mp4."),
+    video: Path | None = typer.Option(None, "--video", help="Also write a 1280x720 drive clip to this .mp4, with its ground truth CLIP.gt.jsonl (tracks, lanes, ego, lead; for val-stream) and camera CLIP.camera.yaml."),
     frames: int = typer.Option(300, "--frames", min=1, help="Frames in the --video clip."),
     workers: int = typer.Option(2, "--workers", min=1, help="Worker processes rendering scenes."),
 ) -> None:
