@@ -111,3 +111,19 @@ def test_val_stream_needs_no_torch(tmp_path):
     result = subprocess.run(torch_free.cli("val-stream", "--pred", str(pred), "--gt", str(gt)), capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert torch_free.NONE_LOADED in result.stdout
+
+
+def test_drive_clip_writes_ground_truth_and_camera(tmp_path):
+    from engines.camera import load_camera
+    from model.synth_video import write_video
+
+    clip = write_video(tmp_path / "drive.mp4", 6, seed=3, width=320, height=180, truth=True)
+    records = [json.loads(line) for line in clip.with_suffix(".gt.jsonl").read_text().splitlines()]
+    assert [r["frame"] for r in records] == list(range(6))
+    camera = load_camera(clip.with_suffix(".camera.yaml"))
+    assert (camera.width, camera.height) == (320, 180) and camera.mount_height_m > 1
+    ids = [{v["id"] for v in r["vehicles"]} for r in records]
+    assert ids[0] and ids[0] & ids[-1]  # the same vehicles keep their ids
+    assert {line["side"] for line in records[0]["lanes"]} >= {"ego_left", "ego_right"}
+    ego = records[0]["ego"]
+    assert 2.5 < ego["lane_width_m"] < 4 and abs(ego["lateral_offset_m"]) < ego["lane_width_m"] / 2
