@@ -68,7 +68,8 @@ class Perception:
     boxes: (N, 4) float32 xyxy frame px; scores: (N,) float32; class_ids: (N,) int64; names: class
     names indexed by class id; drivable/lane: (H, W) uint8 0/1 at frame size or None; frame_index;
     timestamps: stage -> time.perf_counter() (insertion order = pipeline order); source: where the frame
-    came from. `len()` is the number of detections; `perception[keep]` selects detections.
+    came from; driving: the driving stage's facts (`engines.driving.DrivingFacts`) or None. `len()` is the
+    number of detections; `perception[keep]` selects detections (and their track ids).
     """
 
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
@@ -80,7 +81,7 @@ class Perception:
     frame_index: int = 0
     timestamps: dict[str, float] = field(default_factory=dict)
     source: str = ""
-    driving: Any = None  # engines.driving.DrivingFacts when the driving stage ran
+    driving: Any = None
 
     def __post_init__(self) -> None:
         _check_array("boxes", self.boxes, 2, np.float32, last=4)
