@@ -101,13 +101,13 @@ def run(
     save: Path = typer.Option(None, "--save", help="Annotated video (.mp4, .avi, .mkv, .mov): the source's fps for files, wall-clock timing for live sources."),
     jsonl: Path = typer.Option(None, "--jsonl", help="One Perception JSON line per processed frame, flushed per frame."),
     dump_dir: Path = typer.Option(None, "--dump-dir", help="Folder for annotated frames as <frame>.jpg."),
+    track: bool = typer.Option(None, "--track/--no-track", help=TRACK_HELP),
+    camera: Path = typer.Option(None, "--camera", help=CAMERA_HELP),
     conf: float = typer.Option(0.25, "--conf", min=0.0, max=1.0, help="Detection confidence threshold."),
     iou: float = typer.Option(0.45, "--iou", min=0.0, max=1.0, help="NMS IoU threshold."),
     live: bool = typer.Option(None, "--live/--no-live", help="Force the policy: live keeps only the newest frame (drops counted, bounded latency); no-live processes every frame in order. Default: by source (cameras and URLs live, files not)."),
     reconnect_timeout: float = typer.Option(30.0, "--reconnect-timeout", min=0.0, help="Seconds a network source may stay down before it is given up (0: a drop ends it)."),
     device: str = typer.Option("cpu", "--device", "-d", help="cpu, cuda[:N] or tensorrt[:N] for ONNX Runtime; TensorRT engines always use the GPU."),
-    track: bool = typer.Option(None, "--track/--no-track", help=TRACK_HELP),
-    camera: Path = typer.Option(None, "--camera", help=CAMERA_HELP),
 ) -> None:
     """Run the model on live or recorded sources: window, annotated video, JSONL, frame dumps.
 
@@ -142,10 +142,10 @@ def demo(
     model: Path = typer.Option(None, "--model", "-m", help="Model to run instead of the shipped roadsight-n INT8 CPU model (.onnx, .engine, .pt); an X.onnx beside X.int8-*.onnx is the benchmark's FP32 reference."),
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Output folder: demo.mp4, demo.jsonl, bench.json, demo.json and the cached clip."),
     show: bool = typer.Option(False, "--show", help="Show the annotated frames in a window (q or Esc stops); needs a display."),
-    runs: int = typer.Option(30, "--runs", "-n", min=0, help="Model-only benchmark runs per model, interleaved (0 skips the benchmark)."),
-    device: str = typer.Option("cpu", "--device", "-d", help="cpu, cuda[:N] or tensorrt[:N] for ONNX Runtime; TensorRT engines always use the GPU."),
     track: bool = typer.Option(None, "--track/--no-track", help=TRACK_HELP),
     camera: Path = typer.Option(None, "--camera", help=CAMERA_HELP),
+    runs: int = typer.Option(30, "--runs", "-n", min=0, help="Model-only benchmark runs per model, interleaved (0 skips the benchmark)."),
+    device: str = typer.Option("cpu", "--device", "-d", help="cpu, cuda[:N] or tensorrt[:N] for ONNX Runtime; TensorRT engines always use the GPU."),
 ) -> None:
     """Try roadsight in one command: the shipped model on a drive clip, with a video, JSONL and a benchmark.
 
