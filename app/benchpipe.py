@@ -2,8 +2,8 @@
 
 For every engine the clip runs twice through the same pipeline as `roadsight run`: JSONL only, then
 with drawing and video encoding as well (outputs go to a temporary folder). Reported per run:
-- `work_ms`: mean compute time per frame of each stage (decode, preprocess, infer, postprocess, sinks),
-  without queue waits — where the time goes;
+- `work_ms`: mean compute time per frame of each stage (decode, preprocess, infer, postprocess, the driving
+  stage's track, lanes and ego, sinks), without queue waits — where the time goes;
 - `stage_latency_ms`: what a frame lives through from one timestamp to the next (waits included) and
   `capture_to_result_ms` (frame decoded -> outputs written), as distributions;
 - `fps` end to end, and `fps_vs_model_only`: fps / the same engine's model-only throughput at batch 1
@@ -59,7 +59,8 @@ def model_only_ips(results: list[dict], model: str) -> tuple[float | None, int |
 
 def run_once(engine: Engine, model: str, source: Path, draw: bool, folder: Path, log, frames: int = 0) -> dict:
     """One pipeline run over the whole clip; returns the measured numbers for the report."""
-    from app.pipeline import Pipeline
+    from app.pipeline import Pipeline, StreamSettings
+    from engines.driving import DrivingOptions
     from app.sinks import JsonlSink, SinkSet, VideoSink
     from app.sources import open_source
 
@@ -69,7 +70,9 @@ def run_once(engine: Engine, model: str, source: Path, draw: bool, folder: Path,
         video=VideoSink(folder / f"{stem}.mp4", lambda: timed.fps or 30.0) if draw else None,
         jsonl=JsonlSink(folder / f"{stem}.jsonl"),
     )
-    stats = Pipeline(sources=[timed], engine_factory=lambda: LentEngine(engine), sinks=[sinks], log=log).run(handle_signals=False)
+    settings = StreamSettings(driving=DrivingOptions())  # as `run` on a video: tracks, lanes, ego facts
+    stats = Pipeline(sources=[timed], engine_factory=lambda: LentEngine(engine), sinks=[sinks], settings=settings,
+                     log=log).run(handle_signals=False)
     summary, source_stats = stats.summary(), stats.sources[0]
     work = {"decode": describe(timed.decode_ms).get("mean", 0.0)}
     work.update({stage: ms for stage, ms in summary["work_ms_per_frame"].items()})

@@ -6,6 +6,10 @@ import typer
 
 from engines.errors import RoadsightError
 
+TRACK_HELP = ("Vehicle track ids (ByteTrack), lane curves, ego offset/departure and the lead vehicle in every record and the "
+              "overlay. Default: tracking on for videos and streams, off for image folders; --no-track without --camera skips the stage.")
+CAMERA_HELP = "Camera file (YAML: fx, fy, cx, cy, mount_height_m, pitch_deg, roll_deg) for lane geometry and distances; default: a typical 1280x720 dashcam. `roadsight camera estimate` writes one."
+
 
 def bench(
     model: list[Path] = typer.Option(None, "--model", "-m", help="Model to time (.onnx, .engine); repeat for several. The first is the reference for ratios."),
@@ -102,6 +106,8 @@ def video(
     threads: int = typer.Option(None, "--threads", "-t", min=1, help="ONNX Runtime intra-op threads per worker (default: cores // workers)."),
     conf: float = typer.Option(0.25, "--conf", min=0.0, max=1.0, help="Detection confidence threshold."),
     iou: float = typer.Option(0.45, "--iou", min=0.0, max=1.0, help="NMS IoU threshold."),
+    track: bool = typer.Option(None, "--track/--no-track", help=TRACK_HELP),
+    camera: Path = typer.Option(None, "--camera", help=CAMERA_HELP),
 ) -> None:
     """Run a model over many video files: annotated videos, JSONL and a summary CSV, resumable.
 
@@ -118,7 +124,7 @@ def video(
 
     try:
         rows = video_impl.run(inputs, str(model), out, video=video_out, jsonl=jsonl, workers=workers, device=device,
-                              threads=threads, conf=conf, iou=iou)
+                              threads=threads, conf=conf, iou=iou, track=track, camera=camera)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     failed = [row for row in rows if row.status == "error"]
@@ -134,6 +140,8 @@ def run(
     save: Path = typer.Option(None, "--save", help="Annotated video (.mp4, .avi, .mkv, .mov): the source's fps for files, wall-clock timing for live sources."),
     jsonl: Path = typer.Option(None, "--jsonl", help="One Perception JSON line per processed frame, flushed per frame."),
     dump_dir: Path = typer.Option(None, "--dump-dir", help="Folder for annotated frames as <frame>.jpg."),
+    track: bool = typer.Option(None, "--track/--no-track", help=TRACK_HELP),
+    camera: Path = typer.Option(None, "--camera", help=CAMERA_HELP),
     conf: float = typer.Option(0.25, "--conf", min=0.0, max=1.0, help="Detection confidence threshold."),
     iou: float = typer.Option(0.45, "--iou", min=0.0, max=1.0, help="NMS IoU threshold."),
     live: bool = typer.Option(None, "--live/--no-live", help="Force the policy: live keeps only the newest frame (drops counted, bounded latency); no-live processes every frame in order. Default: by source (cameras and URLs live, files not)."),
@@ -149,16 +157,19 @@ def run(
         roadsight run -m model.engine -s csi://0 --show --device cuda
         roadsight run -m model.onnx -s rtsp://cam1/stream -s rtsp://cam2/stream --jsonl runs/cams.jsonl --reconnect-timeout 60
         roadsight run -m model.onnx -s "frames/*.jpg" --dump-dir runs/frames
+        roadsight run -m model.onnx -s drive.mp4 --camera drive.camera.yaml --jsonl drive.jsonl  (tracks, lanes, ego facts)
     """
     from rich.console import Console
 
     from app.run import RunOptions
     from app.run import run as run_pipeline
+    from engines.driving import driving_options
 
     console = Console(stderr=True)
     from app.pipeline import StreamSettings
 
-    settings = StreamSettings(device=device, conf=conf, iou=iou, live=live, reconnect_timeout=reconnect_timeout)
+    settings = StreamSettings(device=device, conf=conf, iou=iou, live=live, reconnect_timeout=reconnect_timeout,
+                              driving=driving_options(track, camera))
     options = RunOptions(model=model, sources=source, show=show, save=save, jsonl=jsonl, dump_dir=dump_dir, stream=settings)
     stats = run_pipeline(options, console)
     failed = [s for s in stats.sources if s.failed]
@@ -173,6 +184,8 @@ def demo(
     model: Path = typer.Option(None, "--model", "-m", help="Model to run instead of the shipped roadsight-n INT8 model (int8-trt on OpenVINO, int8-cpu on ONNX Runtime) (.onnx, .engine, .pt); an X.onnx beside X.int8-*.onnx is the benchmark's FP32 reference."),
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Output folder: demo.mp4, demo.jsonl, bench.json, demo.json and the cached clip."),
     show: bool = typer.Option(False, "--show", help="Show the annotated frames in a window (q or Esc stops); needs a display."),
+    track: bool = typer.Option(None, "--track/--no-track", help=TRACK_HELP),
+    camera: Path = typer.Option(None, "--camera", help=CAMERA_HELP),
     runs: int = typer.Option(30, "--runs", "-n", min=0, help="Model-only benchmark runs per model, interleaved (0 skips the benchmark)."),
     device: str = typer.Option("auto", "--device", "-d", help="auto (the fastest installed CPU backend: OpenVINO, else ONNX Runtime), cpu, cuda[:N], tensorrt[:N], openvino or openvino:GPU."),
 ) -> None:
@@ -191,11 +204,11 @@ def demo(
         roadsight demo --source drive.mp4 --model runs/train/best.int8-cpu.onnx --out runs/demo-mine
     """
     from app import demo as demo_impl
-
     from app.pipeline import StreamSettings
+    from engines.driving import driving_options
 
     options = demo_impl.DemoOptions(source=source, model=model, out=out, show=show, runs=runs,
-                                    stream=StreamSettings(device=device))
+                                    stream=StreamSettings(device=device, driving=driving_options(track, camera)))
     try:
         demo_impl.run(options)
     except KeyboardInterrupt:
@@ -228,6 +241,42 @@ def predict(
     run_predict(model, source, save_dir, conf=conf, iou=iou, device=device, masks=masks)
 
 
+camera_app = typer.Typer(help="Camera models for lane geometry and distances (YAML files for --camera).", no_args_is_help=True)
+
+
+@camera_app.command("estimate")
+def camera_estimate(
+    source: Path = typer.Option(..., "--source", "-s", help="A video file from the camera, on a road with marked lanes."),
+    model: Path = typer.Option(None, "--model", "-m", help="Model that segments the lanes (default: the shipped roadsight-n INT8 CPU model)."),
+    frames: int = typer.Option(120, "--frames", min=3, help="Frames sampled evenly over the clip."),
+    base: Path = typer.Option(None, "--base", help="Camera file with the known intrinsics, mount height and roll (default: the typical dashcam)."),
+    out: Path = typer.Option(Path("camera.yaml"), "--out", "-o", help="Camera file to write."),
+    device: str = typer.Option("cpu", "--device", "-d", help="cpu, cuda[:N] or tensorrt[:N] for ONNX Runtime."),
+) -> None:
+    """Estimate the camera's pitch (horizon) from the lane lines' vanishing point and write a camera file.
+
+    Only the pitch is estimated; focal length, principal point, roll and mount height come from --base (or the
+    typical 1280x720 dashcam, scaled to the clip's size).
+
+    Examples:
+        roadsight camera estimate --source drive.mp4
+        roadsight camera estimate --source drive.mp4 --base mycam.yaml --frames 300 --out drive.camera.yaml
+    """
+    import engines
+    from app.zoo import shipped_model
+    from engines.camera import load_camera
+    from engines.camera_estimate import estimate_camera
+    from engines.predictor import Predictor
+
+    with engines.load(model or shipped_model("int8-cpu"), device) as engine:
+        result = estimate_camera(source, Predictor(engine), frames, load_camera(base) if base else None)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(result.camera.to_yaml())
+    u, v = result.vanishing_point
+    typer.echo(f"vanishing point ({u:.1f}, {v:.1f}) px from {result.frames_used} of {result.frames_read} frames "
+               f"(spread {result.spread_px:.1f} px): pitch {result.camera.pitch_deg:.2f} deg; wrote {out}")
+
+
 def register(app: typer.Typer) -> None:
     """Add this package's commands to the root app."""
     app.command("predict")(predict)
@@ -235,3 +284,4 @@ def register(app: typer.Typer) -> None:
     app.command("video")(video)
     app.command("run")(run)
     app.command("demo")(demo)
+    app.add_typer(camera_app, name="camera")

@@ -25,6 +25,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from engines.driving import DrivingOptions
 from engines.errors import RoadsightError
 
 from app import zoo
@@ -48,7 +49,8 @@ class DemoOptions:
     out: Path = Path("runs/demo")
     show: bool = False
     runs: int = 30
-    stream: StreamSettings = field(default_factory=lambda: StreamSettings(device="auto"))
+    # the driving stage (engines/driving.py) by default: tracking on for videos and cameras
+    stream: StreamSettings = field(default_factory=lambda: StreamSettings(device="auto", driving=DrivingOptions()))
 
 
 @dataclass

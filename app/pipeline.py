@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engines.base import Engine
+from engines.driving import DrivingOptions, driving_stages
 from engines.errors import RoadsightError
 from engines.perception import Perception
 from engines.predictor import Predictor
@@ -60,6 +61,7 @@ class StreamSettings:
     reconnect_timeout: float = 30.0
     file_buffer: int = 8
     live_fps: float = 30.0
+    driving: DrivingOptions | None = None  # track ids, lanes, ego facts after Perception (engines/driving.py)
 
 
 @dataclass
@@ -134,6 +136,7 @@ class Pipeline:
         self.ready = threading.Event()
         self.error: BaseException | None = None
         self.predictor: Predictor | None = None
+        self.driving = driving_stages(self.settings.driving, sources)
 
     # --- control -------------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -241,6 +244,9 @@ class Pipeline:
                 perceptions = self.predictor.postprocess(batch.outputs, batch.params)
                 self.stats.add_busy("postprocess", batch.stamp("postprocessed") - start, len(batch.frames))
                 batch.finish(perceptions, self.names)
+                for frame, perception in zip(batch.frames, perceptions):
+                    if self.driving[frame.source_id] is not None:
+                        self._drive(frame, perception)
                 batch.outputs = None
                 if not self._put(self.out_q, batch):
                     break
@@ -248,6 +254,14 @@ class Pipeline:
             self._fail(error)
         finally:
             self._put(self.out_q, END)
+
+    def _drive(self, frame, perception) -> None:
+        """The driving stage of the frame's source; its parts are timed as stages track, lanes and ego."""
+        source = self.sources[frame.source_id]
+        timestamp = frame.captured if source.live else frame.index / (source.fps or self.settings.live_fps)
+        perception.driving = self.driving[frame.source_id].update(perception, timestamp)
+        for stage, ms in perception.driving.timing_ms.items():
+            self.stats.add_busy(stage, ms / 1e3, 1)
 
     def _write(self) -> None:
         """Sink stage, on the calling thread."""

@@ -11,6 +11,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from engines.driving import warnings_summary
 from engines.errors import RoadsightError
 
 from app.pipeline import Pipeline, StreamSettings
@@ -185,6 +186,8 @@ def run(options: RunOptions, console: Console | None = None) -> RunStats:
         remove_empty_outputs(sinks)
         raise RoadsightError("; ".join(s.error for s in stats.sources))
     console.print(summary_table(stats))
+    if (line := warnings_summary(pipeline.driving)) is not None:
+        console.print(line, highlight=False)
     for line in outputs_written(sinks):
         console.print(line, highlight=False)
     if error is not None:

@@ -133,8 +133,8 @@ class RunStats:
     def add_busy(self, stage: str, seconds: float, frames: int) -> None:
         """Add `seconds` of work by `stage` on `frames` frames."""
         with self.lock:
-            self.busy_s[stage] += seconds
-            self.frames_by_stage[stage] += frames
+            self.busy_s[stage] = self.busy_s.get(stage, 0.0) + seconds  # optional stages (driving) appear when used
+            self.frames_by_stage[stage] = self.frames_by_stage.get(stage, 0) + frames
             self.batches += stage == "infer"
 
     def per_frame_ms(self, stage: str) -> float:

@@ -23,6 +23,7 @@ from app.pipeline import StreamSettings
 from app.videojobs import Job, Row, collect_inputs, make_jobs, write_summary
 from engines.device import parse_device
 from engines.media import frame_count
+from engines.driving import driving_options
 from engines.errors import RoadsightError
 
 Event = tuple[str, int, int]  # ("start", job index, estimated frames) | ("frames", job index, count)
@@ -267,6 +268,7 @@ def _run_pool(todo: list[Job], settings: Settings, slots: list[Slot], progress: 
 def run(
     inputs: list[str], model: str, out: Path, video: bool = True, jsonl: bool = True, workers: int | None = None,
     device: str = "cpu", threads: int | None = None, conf: float = 0.25, iou: float = 0.45, console=None,
+    track: bool | None = None, camera: Path | None = None,
 ) -> list[Row]:
     """Process every input not finished earlier; write OUT/summary.csv; returns the rows (input order)."""
     from rich.console import Console
@@ -274,7 +276,8 @@ def run(
     console = console or Console()
     out = Path(out)
     jobs = make_jobs(collect_inputs(inputs), out, video, jsonl)
-    settings = Settings(model=str(model), stream=StreamSettings(device=device, conf=conf, iou=iou, live=False))
+    driving = driving_options(track, camera)
+    settings = Settings(model=str(model), stream=StreamSettings(device=device, conf=conf, iou=iou, live=False, driving=driving))
     rows: dict[int, Row] = {}
     for job in jobs:
         record = job.finished()

@@ -7,6 +7,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from engines.draw_driving import draw_driving
 from engines.errors import RoadsightError
 from engines.perception import Perception
 
@@ -72,6 +73,8 @@ def draw(
         p1, p2 = (int(round(x1)), int(round(y1))), (int(round(x2)), int(round(y2)))
         cv2.rectangle(out, p1, p2, BOX_BGR, thickness)
         _label(out, f"{perception.names[class_id]} {score:.2f}", p1[0], p1[1], scale, BOX_BGR)
+    if perception.driving is not None:
+        draw_driving(out, perception.boxes, perception.driving)
     status = []
     if fps is not None:
         status.append(f"{fps:.1f} fps")

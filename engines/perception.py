@@ -6,6 +6,16 @@ JSON layout (`to_dict()` / `to_json()`), compact, ultralytics-like detections:
                      "box": {"x1": 10.5, "y1": 20.0, "x2": 110.0, "y2": 80.25}}],
      "drivable_fraction": 0.2731, "lane_pixels": 5120,
      "latency_ms": {"inferred": 3.1, ..., "total": 5.2}}
+With the driving stage (`engines/driving.py`, `--track` / `--camera`) each detection also has "track_id"
+(int, or null before a track is confirmed) and the record gains, metres in the ground frame of
+`engines/camera.py` (X right, Z forward, on the road below the camera):
+     "lanes": [{"id": 3, "side": "ego_left", "points": [[u, v], ...] (frame px),
+                "coeffs": [c0, c1, c2] (X = c0 + c1 Z + c2 Z^2), "z_range_m": [4.0, 58.5], "confidence": 0.9}],
+     "ego": {"lateral_offset_m": -0.12 (right +), "lane_width_m": 3.51, "heading_deg": 0.4 (right +),
+             "departure": "none" | "left" | "right"} or null (no ego line seen),
+     "lead": {"track_id": 7, "distance_m": 23.4, "closing_speed_mps": 1.2, "time_to_collision_s": 19.5} or null,
+     "warnings": ["departure_left", "collision"] (events that start in this frame)
+Values that cannot be measured (lane width with one line, speed of a new track) are null.
 `latency_ms[k]` is the time from the previous timestamp to `k` (in the order they were recorded) and
 `total` the first to the last. With masks=True, "drivable" and "lane" are run-length encoded:
     {"size": [H, W], "counts": [zeros, ones, zeros, ...]}
@@ -18,6 +28,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -62,7 +73,8 @@ class Perception:
     boxes: (N, 4) float32 xyxy frame px; scores: (N,) float32; class_ids: (N,) int64; names: class
     names indexed by class id; drivable/lane: (H, W) uint8 0/1 at frame size or None; frame_index;
     timestamps: stage -> time.perf_counter() (insertion order = pipeline order); source: where the frame
-    came from. `len()` is the number of detections; `perception[keep]` selects detections.
+    came from; driving: the driving stage's facts (`engines.driving.DrivingFacts`) or None. `len()` is the
+    number of detections; `perception[keep]` selects detections (and their track ids).
     """
 
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
@@ -74,6 +86,7 @@ class Perception:
     frame_index: int = 0
     timestamps: dict[str, float] = field(default_factory=dict)
     source: str = ""
+    driving: Any = None
 
     def __post_init__(self) -> None:
         _check_array("boxes", self.boxes, 2, np.float32, last=4)
@@ -111,6 +124,7 @@ class Perception:
             scores=np.atleast_1d(self.scores[keep]),
             class_ids=np.atleast_1d(self.class_ids[keep]),
             timestamps=dict(self.timestamps),
+            driving=None if self.driving is None else self.driving.select(keep),
         )
 
     @property
@@ -147,10 +161,16 @@ class Perception:
             }
             for b, s, c in zip(self.boxes, self.scores, self.class_ids)
         ]
+        ids = None if self.driving is None else self.driving.track_ids
+        if ids is not None:
+            for detection, track_id in zip(out["detections"], ids):
+                detection["track_id"] = int(track_id) if track_id >= 0 else None
         if self.drivable is not None:
             out["drivable_fraction"] = round(float(self.drivable.mean()), 4)
         if self.lane is not None:
             out["lane_pixels"] = int(np.count_nonzero(self.lane))
+        if self.driving is not None:
+            out.update(self.driving.to_dict())
         latencies = self.latencies_ms()
         if latencies:
             out["latency_ms"] = {k: round(v, 3) for k, v in latencies.items()}

@@ -19,7 +19,7 @@ def data_synth(
     n: int = typer.Option(200, "--n", min=0, help="Number of scenes (split into train/val); 0 with --video writes only the clip."),
     seed: int = typer.Option(0, "--seed", help="Random seed; another seed gives a disjoint set."),
     val_fraction: float = typer.Option(0.2, "--val-fraction", min=0.0, max=1.0, help="Share of scenes in val/."),
-    video: Path | None = typer.Option(None, "--video", help="Also write a 1280x720 drive clip to this .mp4."),
+    video: Path | None = typer.Option(None, "--video", help="Also write a 1280x720 drive clip to this .mp4, with its ground truth CLIP.gt.jsonl (tracks, lanes, ego, lead; for val-stream) and camera CLIP.camera.yaml."),
     frames: int = typer.Option(300, "--frames", min=1, help="Frames in the --video clip."),
     workers: int = typer.Option(2, "--workers", min=1, help="Worker processes rendering scenes."),
 ) -> None:
@@ -274,6 +274,41 @@ def val(
         typer.echo(f"results: {json_path}")
 
 
+def val_stream(
+    pred: Path = typer.Option(..., "--pred", help="JSONL of `roadsight run --jsonl` on the clip (with the driving stage: --track, --camera)."),
+    gt: Path = typer.Option(..., "--gt", help="Ground truth CLIP.gt.jsonl written by `roadsight data synth --video`."),
+    json_path: Path = typer.Option(None, "--json", help="Also write the figures to this JSON file."),
+    lead_max: float = typer.Option(40.0, "--lead-max", min=1.0, help="Score lead distances only where the true lead is closer than this (m)."),
+) -> None:
+    """Score tracks, lane geometry, ego facts and the lead vehicle of a run against a clip's ground truth.
+
+    Prints MOTA, IDF1 and ID switches (TrackEval definitions via `trackers.eval`, IoU >= 0.5), lateral-offset and
+    lane-width MAE (m), departure-event precision/recall/F1 and the lead-distance relative error, each beside the
+    target it is held to. JSON keys: idf1, mota, id_switches, lateral_offset_mae_m, lane_width_mae_m, departure_f1,
+    lead_distance_rel_error (then counts and coverage).
+
+    Examples:
+
+      roadsight data synth --out data/clip --n 0 --seed 3 --video data/drive.mp4 --frames 600
+
+      roadsight run -m model.onnx -s data/drive.mp4 --camera data/drive.camera.yaml --jsonl runs/drive.jsonl
+
+      roadsight val-stream --pred runs/drive.jsonl --gt data/drive.gt.jsonl --json runs/drive.val.json
+    """
+    import json
+
+    from rich.console import Console
+
+    from model.stream_eval import evaluate_stream, format_report
+
+    results = evaluate_stream(pred, gt, lead_max)
+    Console().print(format_report(results))
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(results, indent=1))
+        typer.echo(f"results: {json_path}")
+
+
 def register(app: typer.Typer) -> None:
     """Add data/model/train/val/export commands to the root app."""
     app.add_typer(data_app, name="data")
@@ -281,4 +316,5 @@ def register(app: typer.Typer) -> None:
     model_app.command("info")(model_info)
     app.command("train")(train)
     app.command("val")(val)
+    app.command("val-stream")(val_stream)
     app.command("export")(export)

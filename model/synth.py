@@ -110,7 +110,8 @@ def generate(out: Path, n: int, seed: int = 0, val_fraction: float = 0.2, width:
     workers = max(1, min(workers, n, os.cpu_count() or 1))
     t0 = time.perf_counter()
     # workers are forked before the progress bar starts its refresh thread
-    pool = mp.get_context("fork").Pool(workers, initializer=_init_worker) if workers > 1 else None
+    # spawn, not fork: a fork after OpenVINO or ONNX Runtime started threads can deadlock the workers
+    pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker) if workers > 1 else None
     results = pool.imap_unordered(_job, jobs, chunksize=4) if pool else map(_job, jobs)
     try:
         with _progress(console) as bar:
@@ -161,6 +162,7 @@ def synth_command(out: Path, n: int, seed: int = 0, val_fraction: float = 0.2, v
     if video is not None:
         with _progress(console) as bar:
             task = bar.add_task("video", total=frames, rate="")
-            write_video(video, frames, seed, fps=fps, advance=lambda: bar.update(task, advance=1))
-        console.print(f"Drive clip: {video} ({frames} frames, 1280x720, {fps:g} fps, mp4v; seed {seed}).")
+            write_video(video, frames, seed, fps=fps, advance=lambda: bar.update(task, advance=1), truth=True)
+        console.print(f"Drive clip: {video} ({frames} frames, 1280x720, {fps:g} fps, mp4v; seed {seed}); ground truth "
+                      f"{video.with_suffix('.gt.jsonl')}, camera {video.with_suffix('.camera.yaml')}.")
     return records

@@ -39,6 +39,7 @@ class Label:
     id: int
     visible: float  # visible share of the in-frame silhouette
     truncated: bool
+    key: int | None = None  # `Thing.key`: index of the vehicle in `Scene.vehicles` (None for props)
 
 
 @dataclass
@@ -275,9 +276,12 @@ def render(s: Scene, path: RoadPath | None = None, dash_phase: float | None = No
 
     lit = s.timeofday != "daytime"
     things: list[Thing] = []
-    for v in s.vehicles:
+    for key, v in enumerate(s.vehicles):
         if 3.0 <= v.d <= 200:
-            things += two_wheeler_things(v, path, cam, lit) if v.kind in ("motor", "bike") else [vehicle_thing(v, path, cam, lit)]
+            drawn = two_wheeler_things(v, path, cam, lit) if v.kind in ("motor", "bike") else [vehicle_thing(v, path, cam, lit)]
+            for th in drawn:
+                th.key = key
+            things += drawn
     lamps = []
     for pr in s.props:
         if 2.5 <= pr.d <= 230:
@@ -331,4 +335,4 @@ def _label(th: Thing, obj_id: int, visible_px: int, w: int, h: int) -> Label | N
         return None
     box = tuple(round(float(v), 2) for v in (cx1, cy1, cx2, cy2))
     truncated = bool(x1 < 0 or y1 < 0 or x2 > w or y2 > h)
-    return Label(th.category, box, obj_id, min(1.0, visible_px / inside), truncated)
+    return Label(th.category, box, obj_id, min(1.0, visible_px / inside), truncated, th.key)

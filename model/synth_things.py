@@ -42,6 +42,7 @@ class Thing:
     ground: list[np.ndarray] = field(default_factory=list)  # ground-frame footprint polygons (for shadows)
     height: float = 0.0
     layer: int = 1  # drawing layer: 0 = buildings (drawn first), 1 = everything else
+    key: int | None = None  # index of the scene object it draws (drive clips keep identities with it)
 
 
 def _shade(colour: tuple, k: float) -> tuple:

@@ -187,7 +187,7 @@ def test_pipeline_mode_per_stage(models, cli, tmp_path):
     model_only = {r["model"]: r for r in report["model_only"]}
     for run in runs:
         assert run["frames"] == 10 and run["state"] == "ended" and not run["error"] and run["frame_size"] == "96x64"
-        assert set(run["work_ms"]) == {"decode", "preprocess", "infer", "postprocess", "sinks"}
+        assert set(run["work_ms"]) == {"decode", "preprocess", "infer", "postprocess", "track", "lanes", "ego", "sinks"}
         assert all(ms > 0 for ms in run["work_ms"].values())
         assert run["pre_post_ms"] == pytest.approx(run["work_ms"]["preprocess"] + run["work_ms"]["postprocess"], abs=2e-3)
         assert run["capture_to_result_ms"]["count"] == run["decode_ms"]["count"] == 10
