@@ -269,8 +269,9 @@ def _run_pool(todo: list[Job], settings: Settings, slots: list[Slot], progress: 
 def run(
     inputs: list[str], model: str, out: Path, video: bool = True, jsonl: bool = True, workers: int | None = None,
     device: str = "cpu", threads: int | None = None, conf: float = 0.25, iou: float = 0.45, console=None,
+    cluster: str | None = None,
 ) -> list[Row]:
-    """Process every input not finished earlier; write OUT/summary.csv; returns the rows (input order)."""
+    """Process every input not finished earlier (on Ray with `cluster`); write OUT/summary.csv; returns the rows."""
     from rich.console import Console
 
     console = console or Console()
@@ -284,6 +285,11 @@ def run(
             job.clear_partials()  # left by a run killed while redoing it
             rows[job.index] = Row.from_record({**record, "status": "skipped"})
     todo = [job for job in jobs if job.index not in rows]
+    if cluster is not None:
+        from app import cluster as ray_cluster
+
+        rows.update(ray_cluster.run(cluster, jobs, todo, settings, device, workers, threads, console))
+        return _summary(jobs, rows, out)
     slots = plan_slots(str(model), device, workers, len(todo), threads)
     console.print(
         f"video: {len(jobs)} files, {len(jobs) - len(todo)} finished earlier (skipped), {len(todo)} to do; "
@@ -309,6 +315,10 @@ def run(
         finally:
             if len(slots) == 1:
                 engine.close()
+    return _summary(jobs, rows, out)
+
+
+def _summary(jobs: list[Job], rows: dict[int, Row], out: Path) -> list[Row]:
     ordered = [rows[job.index] for job in jobs]
     write_summary(ordered, out / "summary.csv")
     return ordered
