@@ -174,3 +174,35 @@ def test_one_line_errors(model, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # as if the cluster extra were not installed
     with pytest.raises(RoadsightError, match=r"ray is not installed.*pip install 'roadsight\[cluster\]'"):
         video.run([str(clips)], str(model), tmp_path / "out", cluster="ray", **QUIET)
+
+
+class FakeRay:
+    """What `plan_slots` reads from Ray: the cluster's totals and its nodes."""
+
+    def __init__(self, nodes: list[dict]):
+        self._nodes = [{"Alive": True, "Resources": node} for node in nodes]
+
+    def cluster_resources(self) -> dict:
+        return {key: sum(node["Resources"].get(key, 0) for node in self._nodes) for key in ("CPU", "GPU")}
+
+    def nodes(self) -> list[dict]:
+        return self._nodes
+
+
+def test_plan_slots_over_the_cluster():
+    from app.cluster import plan_slots
+
+    four_by_two = FakeRay([{"CPU": 2}] * 4)
+    slots, resources = plan_slots(four_by_two, "cpu", "m.onnx", None, None, files=10)
+    assert slots == [video.Slot("cpu", 2)] * 4 and resources == {"num_cpus": 2}
+    slots, resources = plan_slots(four_by_two, "cpu", "m.onnx", 8, None, files=3)
+    assert slots == [video.Slot("cpu", 2)] * 3 and resources == {"num_cpus": 2}  # 3 files: 3 workers, 8 CPUs // 3
+    with pytest.raises(RoadsightError, match="--threads 4: no Ray node has that many CPUs"):
+        plan_slots(four_by_two, "cpu", "m.onnx", 2, 4, files=3)
+    with pytest.raises(RoadsightError, match="the Ray cluster has no GPU"):
+        plan_slots(four_by_two, "cuda", "m.onnx", None, None, files=3)
+    gpus = FakeRay([{"CPU": 8, "GPU": 2}, {"CPU": 8, "GPU": 1}])
+    slots, resources = plan_slots(gpus, "cpu", "m.engine", None, None, files=10)
+    assert slots == [video.Slot("cuda:0", 1)] * 3 and resources == {"num_cpus": 1, "num_gpus": 1}
+    slots, _ = plan_slots(gpus, "tensorrt:1", "m.onnx", 2, None, files=10)
+    assert slots == [video.Slot("tensorrt:0", 1)] * 2
