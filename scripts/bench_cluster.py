@@ -3,10 +3,11 @@
 Usage: .venv/bin/python scripts/bench_cluster.py [--clips 4] [--frames 60] [--rounds 5] [--out runs/bench-cluster]
 
 Each round runs the same synthetic drive clips once per mode, alternating: `local` (one process, the
-`roadsight video --workers 1` path) and `ray` (`--cluster ray --workers 2` on a local Ray started once; each
-run pays for creating its workers and opening the model). Ray's per-clip overhead is the extra time per
-added clip on Ray, over the single process, with 2-frame clips and one worker each (two clip counts
-per mode, interleaved). Prints median/p90/p99 and the ratios; writes OUT/cluster_bench.json.
+`roadsight video --workers 1` path), `ray` (`--cluster ray --workers 2` on a local Ray started once; each
+run pays for creating its workers and opening the model) and `local-pool` (`--workers 2 --threads 1`,
+two local processes). Overheads come from 2-frame clips, one worker each: the time a run spends outside
+the clips' pipelines, at 4 and at 12 clips; its growth per added clip is the per-clip cost, Ray's minus the
+single process's. Prints median/p90/p99 and the ratios; writes OUT/cluster_bench.json.
 """
 
 from __future__ import annotations
@@ -33,15 +34,16 @@ def stats(values: list[float]) -> dict:
     return {f"p{q}": float(np.percentile(values, q)) for q in (50, 90, 99)} | {"runs": values}
 
 
-def timed(clips: Path, model: Path, work: Path, **options) -> float:
-    """Wall seconds of one `video.run` into a fresh folder (JSONL only: no encoder in the measure)."""
+def timed(clips: Path, model: Path, work: Path, **options) -> tuple[float, float]:
+    """Wall seconds of one `video.run` into a fresh folder (JSONL only: no encoder in the measure), and the
+    part of them not spent inside the clips' pipelines (start-up, scheduling, opening and committing clips)."""
     out = Path(tempfile.mkdtemp(dir=work))
     start = time.perf_counter()
     rows = video.run([str(clips)], str(model), out, video=False, console=QUIET, **options)
     seconds = time.perf_counter() - start
     assert all(row.status == "ok" for row in rows), rows
     shutil.rmtree(out)
-    return seconds
+    return seconds, seconds - sum(row.seconds for row in rows)
 
 
 def main() -> None:
@@ -65,16 +67,16 @@ def main() -> None:
     start = time.perf_counter()
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING")
     ray_start = time.perf_counter() - start
-    modes = {"local": dict(workers=1), "ray": dict(cluster="ray", workers=2)}
+    modes = {"local": dict(workers=1), "ray": dict(cluster="ray", workers=2), "local-pool": dict(workers=2, threads=1)}
     seconds = {mode: [] for mode in modes}
     small = {(mode, n): [] for mode in ("local", "ray") for n in smalls}
     try:
         for _ in range(args.rounds):
             for mode, options in modes.items():
-                seconds[mode].append(timed(drives, model, work, **options))
+                seconds[mode].append(timed(drives, model, work, **options)[0])
             for n, folder in smalls.items():
-                small["local", n].append(timed(folder, model, work, workers=1))
-                small["ray", n].append(timed(folder, model, work, cluster="ray", workers=1))
+                small["local", n].append(timed(folder, model, work, workers=1)[1])
+                small["ray", n].append(timed(folder, model, work, cluster="ray", workers=1)[1])
     finally:
         ray.shutdown()
         shutil.rmtree(work)
@@ -86,11 +88,12 @@ def main() -> None:
         "seconds": {mode: stats(values) for mode, values in seconds.items()},
         "fps_median": {mode: frames / float(np.median(values)) for mode, values in seconds.items()},
         "speedup_ray_vs_local": float(np.median(seconds["local"]) / np.median(seconds["ray"])),
+        "speedup_local_pool_vs_local": float(np.median(seconds["local"]) / np.median(seconds["local-pool"])),
         "ray_init_s": ray_start,
         "per_clip_s": {mode: float(value) for mode, value in per_clip.items()},
         "ray_overhead_per_clip_s": float(per_clip["ray"] - per_clip["local"]),
         "ray_fixed_overhead_s": float(fixed["ray"] - fixed["local"]),
-        "small_clip_seconds": {f"{mode}_{n}": stats(values) for (mode, n), values in small.items()},
+        "small_clip_overhead_s": {f"{mode}_{n}": stats(values) for (mode, n), values in small.items()},
         "load_before": load_before, "load_after": os.getloadavg(),
         "machine": sysinfo.machine(), "versions": sysinfo.versions() | {"ray": ray.__version__},
     }
@@ -98,10 +101,11 @@ def main() -> None:
     (args.out / "cluster_bench.json").write_text(json.dumps(report, indent=2))
     for mode, values in seconds.items():
         s = report["seconds"][mode]
-        print(f"{mode:5s} {frames} frames: median {s['p50']:.2f} s (p90 {s['p90']:.2f}, p99 {s['p99']:.2f}), {report['fps_median'][mode]:.1f} fps")
-    print(f"ray (2 workers) / local throughput: {report['speedup_ray_vs_local']:.2f}x")
-    print(f"Ray start {ray_start:.1f} s; per run {report['ray_fixed_overhead_s']:.2f} s (workers, model); "
-          f"per clip {report['ray_overhead_per_clip_s'] * 1000:.0f} ms over the single process")
+        print(f"{mode:10s} {frames} frames: median {s['p50']:.2f} s (p90 {s['p90']:.2f}, p99 {s['p99']:.2f}), {report['fps_median'][mode]:.1f} fps")
+    print(f"throughput vs local: ray (2 workers) {report['speedup_ray_vs_local']:.2f}x, "
+          f"local pool (2 processes) {report['speedup_local_pool_vs_local']:.2f}x")
+    print(f"Ray start {ray_start:.1f} s; Ray's overhead over the single process: per run "
+          f"{report['ray_fixed_overhead_s']:.2f} s (workers, model), per clip {report['ray_overhead_per_clip_s'] * 1000:.0f} ms")
     print(f"load average before {load_before[0]:.1f}, after {report['load_after'][0]:.1f}; saved {args.out / 'cluster_bench.json'}")
 
 
