@@ -102,11 +102,11 @@ def connect(ray, address: str | None) -> bool:
     """Join the cluster (address, else RAY_ADDRESS, else a new local Ray); True when this run started it."""
     if ray.is_initialized():
         return False
-    local = address is None and not os.environ.get("RAY_ADDRESS")
+    address = address or os.environ.get("RAY_ADDRESS") or "local"  # "local": a new Ray, never a stale one
     try:
-        ray.init(address=address, include_dashboard=False if local else None, logging_level="WARNING")
+        ray.init(address=address, include_dashboard=False if address == "local" else None, logging_level="WARNING")
     except (ConnectionError, RuntimeError, ValueError) as error:  # unreachable, refused, or no Ray Client
-        where = address or os.environ.get("RAY_ADDRESS") or "a local Ray"
+        where = "a local Ray" if address == "local" else address
         raise RoadsightError(f"--cluster: cannot reach {where}: {str(error).splitlines()[0]}. Expected a running Ray cluster (ray start --head).") from None
     return True
 

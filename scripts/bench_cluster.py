@@ -65,7 +65,7 @@ def main() -> None:
             write_video(folder / f"t{i}.mp4", 2, seed=100 + i, width=640, height=360)
     load_before = os.getloadavg()
     start = time.perf_counter()
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING")
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING")
     ray_start = time.perf_counter() - start
     modes = {"local": dict(workers=1), "ray": dict(cluster="ray", workers=2), "local-pool": dict(workers=2, threads=1)}
     seconds = {mode: [] for mode in modes}

@@ -32,7 +32,7 @@ QUIET = dict(console=Console(file=io.StringIO()))
 def ray_session():
     """One local Ray with 2 CPUs for the whole module (starting Ray takes seconds)."""
     ray = pytest.importorskip("ray", reason="ray (the cluster extra) is not installed")
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
     yield ray
     ray.shutdown()
 
