@@ -8,6 +8,7 @@ import io
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch_free
 from conftest import write_clip
 from rich.console import Console
 from tiny_model import make_tiny_onnx
@@ -206,3 +208,10 @@ def test_plan_slots_over_the_cluster():
     assert slots == [video.Slot("cuda:0", 1)] * 3 and resources == {"num_cpus": 1, "num_gpus": 1}
     slots, _ = plan_slots(gpus, "tensorrt:1", "m.onnx", 2, None, files=10)
     assert slots == [video.Slot("tensorrt:0", 1)] * 2
+
+
+def test_ray_path_is_torch_free():
+    pytest.importorskip("ray", reason="ray (the cluster extra) is not installed")
+    code = "import ray, ray.util.queue, app.cluster; print('TRAINING STACK LOADED:', training_stack_loaded())"
+    result = subprocess.run(torch_free.script(code), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip().endswith(torch_free.NONE_LOADED), result.stderr[-2000:]
