@@ -95,7 +95,7 @@ def plan_slots(ray, device: str, model: str, workers: int | None, threads: int |
     each = threads or max(1, min(cpus // count, int(largest)))
     if each > largest:
         raise RoadsightError(f"--threads {each}: no Ray node has that many CPUs. Expected at most {int(largest)}, got {each}.")
-    return [Slot("cpu", each)] * count, {"num_cpus": each}
+    return [Slot(device if kind == "openvino" else "cpu", each)] * count, {"num_cpus": each}  # CPU engines
 
 
 def connect(ray, address: str | None) -> bool:
