@@ -108,6 +108,7 @@ def video(
     iou: float = typer.Option(0.45, "--iou", min=0.0, max=1.0, help="NMS IoU threshold."),
     track: bool = typer.Option(None, "--track/--no-track", help=TRACK_HELP),
     camera: Path = typer.Option(None, "--camera", help=CAMERA_HELP),
+    cluster: str = typer.Option(None, "--cluster", help="Run one task per file on Ray: 'ray' (the cluster at RAY_ADDRESS, else a local Ray) or ray://HOST:PORT. Paths must be the same on every node. Needs roadsight[cluster]."),
 ) -> None:
     """Run a model over many video files: annotated videos, JSONL and a summary CSV, resumable.
 
@@ -119,12 +120,13 @@ def video(
         roadsight video clips/ --model model.onnx --out runs/video
         roadsight video "drives/**/*.mp4" --model model.engine --device cuda --out runs/video --no-video
         roadsight video a.mp4 b.mp4 --model model.onnx --out runs/video --workers 2 --threads 1
+        roadsight video /shared/clips --model /shared/model.onnx --out /shared/out --cluster ray --workers 8
     """
     from app import video as video_impl
 
     try:
         rows = video_impl.run(inputs, str(model), out, video=video_out, jsonl=jsonl, workers=workers, device=device,
-                              threads=threads, conf=conf, iou=iou, track=track, camera=camera)
+                              threads=threads, conf=conf, iou=iou, track=track, camera=camera, cluster=cluster)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     failed = [row for row in rows if row.status == "error"]

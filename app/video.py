@@ -10,39 +10,19 @@ A file that fails is reported and skipped; the others go on.
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
-import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
+from app import cluster as ray_cluster
 from app.pipeline import StreamSettings
+from app.videoclip import Progress, Settings, Slot, error_row, open_engine, run_job
 from app.videojobs import Job, Row, collect_inputs, make_jobs, write_summary
 from engines.device import parse_device
-from engines.media import frame_count
 from engines.driving import driving_options
 from engines.errors import RoadsightError
-
-Event = tuple[str, int, int]  # ("start", job index, estimated frames) | ("frames", job index, count)
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What every worker needs to open its engine and run the pipeline (the device comes from its Slot)."""
-
-    model: str
-    stream: StreamSettings = field(default_factory=StreamSettings)
-
-
-@dataclass(frozen=True)
-class Slot:
-    """One worker: its device and ONNX Runtime intra-op threads (0: ONNX Runtime's choice)."""
-
-    device: str
-    threads: int
+from engines.media import frame_count
 
 
 def plan_slots(model: str, device: str, workers: int | None, files: int, threads: int | None = None) -> list[Slot]:
@@ -63,110 +43,6 @@ def plan_slots(model: str, device: str, workers: int | None, files: int, threads
     count = max(1, min(workers or max(1, cores // 2), max(files, 1)))
     return [Slot(device if kind == "openvino" else "cpu", threads or max(1, cores // count))] * count
 
-
-def open_engine(settings: Settings, slot: Slot):
-    """Open the model on the slot's device (ONNX Runtime with the slot's thread count)."""
-    import engines
-
-    options = {"intra_op_threads": slot.threads} if Path(settings.model).suffix.lower() == ".onnx" else {}
-    if slot.device.lower().startswith("openvino"):
-        options = {"threads": slot.threads}
-    return engines.load(settings.model, device=slot.device, **options)
-
-
-class Tally:
-    """Counts what the sinks write: frames, detections and the drivable fraction per frame."""
-
-    def __init__(self, sinks):
-        self.sinks = sinks
-        self.frames = self.detections = self.drivable_frames = 0
-        self.drivable_sum = 0.0
-
-    def write(self, frame, perception, status=None) -> bool:
-        self.frames += 1
-        self.detections += len(perception)
-        if perception.drivable is not None:
-            self.drivable_sum += float(perception.drivable.mean())
-            self.drivable_frames += 1
-        return self.sinks.write(frame, perception, status)
-
-    def close(self) -> None:
-        self.sinks.close()
-
-
-def process(job: Job, engine, settings: Settings, report: Callable[[Event], None]) -> Row:
-    """Run one file through the pipeline into partial outputs, then commit them; returns the CSV row."""
-    from app.pipeline import LentEngine, Pipeline
-    from app.sinks import JsonlSink, SinkSet, VideoSink
-    from app.sources import open_source
-
-    source = open_source(str(job.source), live=False)
-    report(("start", job.index, frame_count(job.source)))
-    job.clear_partials()
-    sinks = Tally(SinkSet(
-        video=VideoSink(job.partial("mp4"), lambda: source.fps or 30.0) if job.video else None,
-        jsonl=JsonlSink(job.partial("jsonl")) if job.jsonl else None,
-    ))
-    reported = 0
-
-    def tick(stats) -> None:
-        nonlocal reported
-        done = stats.sources[0].processed
-        if done > reported:
-            report(("frames", job.index, done - reported))
-            reported = done
-
-    notes: list[str] = []
-    start = time.perf_counter()
-    pipeline = Pipeline(sources=[source], engine_factory=lambda: LentEngine(engine), sinks=[sinks], settings=settings.stream,
-                        log=notes.append, on_tick=tick)
-    try:
-        stats = pipeline.run(handle_signals=False)
-    except BaseException:
-        job.clear_partials()
-        raise
-    tick(stats)
-    seconds = time.perf_counter() - start
-    state = stats.sources[0]
-    if state.failed or sinks.frames == 0:
-        job.clear_partials()
-        reason = state.error or "no frames decoded. Expected a readable video, got an empty or corrupt file."
-        raise RoadsightError(reason if reason.startswith(job.source.name) else f"{job.source.name}: {reason}")
-    row = Row(
-        file=str(job.source), status="ok", frames=sinks.frames, fps=round(sinks.frames / seconds, 2),
-        video_fps=round(source.fps or 0.0, 3), detections=sinks.detections, seconds=round(seconds, 3),
-        outputs=";".join(job.final(k).name for k in job.kinds),
-        mean_drivable_fraction=round(sinks.drivable_sum / sinks.drivable_frames, 4) if sinks.drivable_frames else None,
-        error="; ".join(_plain(note) for note in notes),
-    )
-    job.commit(row)
-    return row
-
-
-def _plain(message: str) -> str:
-    """A pipeline log line without rich markup."""
-    from rich.text import Text
-
-    return Text.from_markup(message).plain
-
-
-def error_row(job: Job, error: BaseException) -> Row:
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    text = text if text.startswith(job.source.name) else f"{job.source.name}: {text}"
-    return Row(file=str(job.source), status="error", error=text)
-
-
-def run_job(job: Job, engine, settings: Settings, report: Callable[[Event], None]) -> Row:
-    """`process`, with any failure of this one file turned into an error row."""
-    try:
-        return process(job, engine, settings, report)
-    except RoadsightError as error:
-        return error_row(job, error)
-    except Exception as error:  # a corrupt file may raise anything from OpenCV; the others go on, the traceback is logged
-        logging.getLogger(__name__).exception("%s failed", job.source)
-        return error_row(job, error)
-
-
 # --- worker processes ---------------------------------------------------------------------------
 _WORKER: dict = {}
 
@@ -183,53 +59,6 @@ def _init_worker(settings: Settings, slots: list[Slot], counter, queue) -> None:
 def _worker_job(job: Job) -> Row:
     return run_job(job, _WORKER["engine"], _WORKER["settings"], _WORKER["report"])
 
-
-class Progress:
-    """Overall and per-file rich progress bars (with ETA) fed by worker events."""
-
-    def __init__(self, jobs: list[Job], estimates: dict[int, int], console, skipped: int = 0):
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
-
-        self.jobs, self.estimates, self.console = jobs, estimates, console
-        self.bars = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
-                                 TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console)
-        self.overall = self.bars.add_task(f"all {skipped}/{len(jobs)} files", total=sum(estimates.values()) or None)
-        self.tasks: dict[int, int] = {}
-        self.seen: dict[int, int] = {}
-        self.finished = skipped
-
-    def __enter__(self) -> "Progress":
-        self.bars.__enter__()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.bars.__exit__(*exc_info)
-
-    def event(self, event: Event) -> None:
-        kind, index, value = event
-        if kind == "start" and index not in self.tasks:
-            self.tasks[index] = self.bars.add_task(f"  {self.jobs[index].source.name}", total=value or None)
-            self.seen[index] = 0
-        elif kind == "frames" and index in self.tasks:
-            self.seen[index] += value
-            self.bars.advance(self.tasks[index], value)
-            self.bars.advance(self.overall, value)
-
-    def done(self, job: Job, row: Row) -> None:
-        """Close the file's bar, settle the overall count and print one line for the file."""
-        task = self.tasks.pop(job.index, None)
-        if task is not None:
-            self.bars.remove_task(task)
-        rest = self.estimates.get(job.index, 0) - self.seen.pop(job.index, 0)
-        if rest > 0:
-            self.bars.advance(self.overall, rest)
-        self.finished += 1
-        self.bars.update(self.overall, description=f"all {self.finished}/{len(self.jobs)} files")
-        if row.status == "ok":
-            self.console.print(f"[green]done[/] {job.source.name}: {row.frames} frames, {row.fps:.1f} fps, {row.detections} detections", highlight=False)
-        else:
-            self.console.print(f"[red]failed[/] {row.error}", highlight=False)
 
 
 def _run_pool(todo: list[Job], settings: Settings, slots: list[Slot], progress: Progress) -> dict[int, Row]:
@@ -268,9 +97,9 @@ def _run_pool(todo: list[Job], settings: Settings, slots: list[Slot], progress: 
 def run(
     inputs: list[str], model: str, out: Path, video: bool = True, jsonl: bool = True, workers: int | None = None,
     device: str = "cpu", threads: int | None = None, conf: float = 0.25, iou: float = 0.45, console=None,
-    track: bool | None = None, camera: Path | None = None,
+    track: bool | None = None, camera: Path | None = None, cluster: str | None = None,
 ) -> list[Row]:
-    """Process every input not finished earlier; write OUT/summary.csv; returns the rows (input order)."""
+    """Process every input not finished earlier (on Ray with `cluster`); write OUT/summary.csv; returns the rows."""
     from rich.console import Console
 
     console = console or Console()
@@ -285,6 +114,9 @@ def run(
             job.clear_partials()  # left by a run killed while redoing it
             rows[job.index] = Row.from_record({**record, "status": "skipped"})
     todo = [job for job in jobs if job.index not in rows]
+    if cluster is not None:
+        rows.update(ray_cluster.run(cluster, jobs, todo, settings, device, workers, threads, console))
+        return _summary(jobs, rows, out)
     slots = plan_slots(str(model), device, workers, len(todo), threads)
     console.print(
         f"video: {len(jobs)} files, {len(jobs) - len(todo)} finished earlier (skipped), {len(todo)} to do; "
@@ -310,6 +142,10 @@ def run(
         finally:
             if len(slots) == 1:
                 engine.close()
+    return _summary(jobs, rows, out)
+
+
+def _summary(jobs: list[Job], rows: dict[int, Row], out: Path) -> list[Row]:
     ordered = [rows[job.index] for job in jobs]
     write_summary(ordered, out / "summary.csv")
     return ordered
