@@ -6,6 +6,15 @@ FP32 arithmetic); `runtime_precision` reports what the compiled model actually r
 runtime graph (`runtimePrecision` of its convolutions and matrix products), e.g. 'int8+bf16'.
 Compiled models are cached (`CACHE_DIR`) so a second start skips compilation.
 
+One `ov.Core` serves the whole process (`core()`), kept until exit. Every Core makes its own CPU plugin, and
+the plugin (`ov::intel_cpu::SigAltStackSetup`, for AMX's larger signal frames) installs a signal stack of
+its own (sigaltstack) on the thread that creates it, remembering the one before; on destruction it unmaps its
+stack and restores the remembered one. Two plugins on one thread that do not end in reverse order, or one
+that ends on another thread, leave the creating thread's signal stack unmapped (OpenVINO 2026.4), and the
+next signal with a Python handler on that thread (Python installs handlers SA_ONSTACK) kills the process with
+SIGSEGV and no traceback: SIGTERM to `roadsight run` once two Cores had come and gone. A single Core makes
+a single plugin, whose stack stays valid for the life of the process.
+
 Signed int8 activations (the symmetric Q/DQ model made for TensorRT) are moved to uint8 with zero point
 +128 before compiling (`unsigned_activations`): the same grid of values, but OpenVINO 2025.4 and 2026.4
 computed the signed path wrongly on an AVX-512-VNNI CPU (drivable mask 5.7% off ONNX Runtime's on held-out
@@ -15,6 +24,7 @@ frames, 0.2% after the shift; docs/CPU_SPEED.md).
 from __future__ import annotations
 
 import os
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -53,10 +63,25 @@ def import_openvino():
     return openvino
 
 
+_core = None
+_core_lock = threading.Lock()
+
+
+def core():
+    """The process's one `ov.Core`, made at the first call and never released (see the module docstring);
+    a one-line error when OpenVINO is not installed."""
+    global _core
+    ov = import_openvino()
+    with _core_lock:
+        if _core is None:
+            _core = ov.Core()
+        return _core
+
+
 def openvino_available() -> bool:
     """True when OpenVINO can be imported and sees a CPU."""
     try:
-        return "CPU" in import_openvino().Core().available_devices
+        return "CPU" in core().available_devices
     except (RoadsightError, RuntimeError):
         return False
 
@@ -146,17 +171,15 @@ class OpenVinoEngine(Engine):
         self.request = None
 
     def _open(self) -> None:
-        ov = import_openvino()
-        core = ov.Core()
-        if self.device_name.split(".")[0] not in {d.split(".")[0] for d in core.available_devices}:
+        ov_core = core()
+        devices = ov_core.available_devices
+        if self.device_name.split(".")[0] not in {d.split(".")[0] for d in devices}:
             raise RoadsightError(
                 f"device openvino:{self.device_name}: OpenVINO has no such device. Expected one of "
-                f"{core.available_devices}, got {self.device_name}. Use --device openvino for the CPU."
+                f"{devices}, got {self.device_name}. Use --device openvino for the CPU."
             )
-        if self.cache:
-            core.set_property({"CACHE_DIR": str(cache_dir())})
         try:
-            model = core.read_model(str(self.path))
+            model = ov_core.read_model(str(self.path))
         except RuntimeError as error:
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise RoadsightError(
@@ -166,12 +189,14 @@ class OpenVinoEngine(Engine):
         self.meta = _read_meta(model, self.path.name)
         unsigned_activations(model)
         config = {"PERFORMANCE_HINT": "LATENCY"}
+        if self.cache:  # per compilation: the Core is shared, a property set on it would hold for every model
+            config["CACHE_DIR"] = str(cache_dir())
         if self.precision != "auto":
             config["INFERENCE_PRECISION_HINT"] = self.precision
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = self.threads
         try:
-            compiled = core.compile_model(model, self.device_name, config)
+            compiled = ov_core.compile_model(model, self.device_name, config)
         except RuntimeError as error:
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise RoadsightError(

@@ -1,7 +1,9 @@
 """OpenVINO backend against ONNX Runtime on the tiny model: FP32 tight, Q/DQ INT8 within a stated bound."""
 
+import ctypes
 import importlib.util
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,7 @@ from tiny_model import make_tiny_onnx, reference_outputs
 
 import engines
 from engines.errors import RoadsightError
-from engines.openvino import OpenVinoEngine, parse_device, unsigned_activations
+from engines.openvino import OpenVinoEngine, core, parse_device, unsigned_activations
 
 needs_openvino = pytest.mark.skipif(
     importlib.util.find_spec("openvino") is None, reason="openvino is not installed (an x86-64 runtime dependency)"
@@ -135,11 +137,58 @@ def test_devices_and_bad_input(tiny):
         parse_device("openvino:G/U")
     with pytest.raises(RoadsightError, match="--precision"):
         engines.load(tiny, device="openvino", precision="int4")
-    import openvino
-
-    if "NPU" not in openvino.Core().available_devices:
+    if "NPU" not in core().available_devices:
         with pytest.raises(RoadsightError, match="no such device"):
             engines.load(tiny, device="openvino:NPU")
+
+
+class _Stack(ctypes.Structure):
+    _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+
+def _signal_stack_is_mapped() -> bool:
+    """True when the calling thread has no signal stack (sigaltstack) or one inside a read-write mapping."""
+    stack = _Stack()
+    assert ctypes.CDLL(None, use_errno=True).sigaltstack(None, ctypes.byref(stack)) == 0
+    if stack.ss_flags & 2:  # SS_DISABLE
+        return True
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        span, perms = line.split()[:2]
+        low, high = (int(end, 16) for end in span.split("-"))
+        if low <= stack.ss_sp and stack.ss_sp + stack.ss_size <= high:
+            return perms.startswith("rw")
+    return False
+
+
+@needs_openvino
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sigaltstack and /proc/self/maps are Linux's")
+def test_engines_ended_out_of_order_or_on_another_thread_leave_the_signal_stack_mapped(tiny):
+    """OpenVINO's CPU plugin swaps the creating thread's signal stack (engines.openvino's docstring): with a Core per
+    engine, these left it unmapped, and the next signal to a Python handler (SIGTERM to `roadsight run`) was SIGSEGV."""
+    assert engines.fastest_cpu_device() == "openvino"
+    first = engines.load(tiny, device="openvino", cache=False)
+    second = engines.load(tiny, device="openvino", cache=False)
+    first.close()  # before the second: not in reverse order
+    second.close()
+    assert _signal_stack_is_mapped()
+
+    opened, closed, mapped = threading.Event(), threading.Event(), []
+
+    def worker():
+        engine = engines.load(tiny, device="openvino", cache=False)
+        holder.append(engine)
+        opened.set()
+        closed.wait(10)
+        mapped.append(_signal_stack_is_mapped())
+
+    holder: list = []
+    thread = threading.Thread(target=worker)
+    thread.start()
+    assert opened.wait(60)
+    holder.pop().close()  # on this thread, not the one that opened it
+    closed.set()
+    thread.join(10)
+    assert mapped == [True]
 
 
 def test_missing_openvino_is_one_line(tiny, monkeypatch):
