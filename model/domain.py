@@ -53,6 +53,9 @@ class Domain:
     noise: tuple[float, float] = (1.0, 4.0)  # sd in grey levels (doubled at night)
     blur_p: float = 0.35
     vignette_p: float = 0.0
+    exposure: tuple[float, float] = (1.0, 1.0)  # gain multiplier (auto-exposure error)
+    white_balance_sd: float = 0.0  # per-channel gain sd
+    motion_blur_p: float = 0.0  # directional blur (camera shake, ego motion)
 
     def probs(self, which: str) -> tuple[float, ...]:
         """timeofday or weather probabilities in the order of TIMES / WEATHERS."""

@@ -280,6 +280,13 @@ def _light_and_camera(c: Canvas, s: Scene, cam: Camera, dist: np.ndarray, rng: n
         img += noise[..., None]
     if s.blur > 0:
         img = cv2.GaussianBlur(img, (0, 0), s.blur * c.w / 1280)
+    if s.motion[0]:
+        n = max(3, int(s.motion[0] * c.w / 1280) | 1)
+        kernel = np.zeros((n, n), np.float32)
+        r = (n - 1) / 2
+        cv2.line(kernel, (round(r - r * np.cos(s.motion[1])), round(r - r * np.sin(s.motion[1]))),
+                 (round(r + r * np.cos(s.motion[1])), round(r + r * np.sin(s.motion[1]))), 1.0, 1)
+        img = cv2.filter2D(img, -1, kernel / kernel.sum())
     if s.vignette:
         yy, xx = _grid(c.h, c.w)
         img *= (1.0 - s.vignette * (((xx - c.w / 2) / (c.w / 2)) ** 2 + ((yy - c.h / 2) / (c.h / 2)) ** 2) / 2)[..., None]

@@ -119,6 +119,7 @@ class Scene:
     glare_x: float = 0.5  # flare position, share of the width
     vignette: float = 0.0  # corner darkening share
     concrete: bool = False  # light concrete pavement with tar seams
+    motion: tuple = (0.0, 0.0)  # directional blur (length in px at 1280 wide, angle in radians)
 
     @property
     def camera_o(self) -> float:
@@ -355,3 +356,9 @@ def _wide(rng: np.random.Generator, s: Scene, dom: Domain, prop_range: tuple[flo
                 s.props += [Prop(kind, float(d), o + side * 0.3, size, (g, g, g + 3)) for d in np.arange(prop_range[0], min(prop_range[1], 160.0), 8.0)]
     if dom.vignette_p and rng.random() < dom.vignette_p:
         s.vignette = rng.uniform(0.2, 0.5)
+    if dom.exposure != (1.0, 1.0):
+        s.gain *= rng.uniform(*dom.exposure)
+    if dom.white_balance_sd:
+        s.tint = tuple(float(t * np.clip(rng.normal(1.0, dom.white_balance_sd), 0.7, 1.3)) for t in s.tint)
+    if dom.motion_blur_p and rng.random() < dom.motion_blur_p:
+        s.motion = (rng.uniform(4, 18), rng.normal(0.0, 0.4))

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 
@@ -13,6 +14,15 @@ from model.synth_render import render
 from model.synth_scene import sample_scene
 
 W, H = 320, 180
+
+
+@pytest.fixture(autouse=True)
+def one_cv2_thread():
+    """Render on one OpenCV thread: a parent whose OpenCV thread pool ran can hang the fork pool of later tests."""
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    yield
+    cv2.setNumThreads(before)
 
 
 def scenes(domain: Domain, n: int = 30, seed: int = 7):
@@ -33,6 +43,7 @@ def test_wide_draws_wider_ranges():
     assert any(p.kind in ("barrier", "wall") for s in wide for p in s.props)
     assert not any(p.kind in ("barrier", "wall") for s in classic for p in s.props)
     assert max(s.n_ego for s in scenes(load_domain("wide"), 80)) == 5
+    assert any(s.motion[0] > 0 for s in wide) and np.ptp([s.gain for s in wide if s.timeofday == "daytime"]) > 0.4
 
 
 @pytest.mark.parametrize("condition, check", [
@@ -56,11 +67,11 @@ def test_shadow_curve_and_density_conditions_shift_their_factor():
 
 
 def test_light_only_factors_leave_the_labels_alone():
-    """Cast shadows, glare and vignetting change pixels, never the masks or boxes."""
+    """Cast shadows, glare, vignetting and motion blur change pixels, never the masks or boxes."""
     s = sample_scene(np.random.default_rng([3, 0]), W, H, domain=load_domain("wide", "shadows"))
-    s.glare, s.vignette = 0.8, 0.4
+    s.glare, s.vignette, s.motion = 0.8, 0.4, (12.0, 0.3)
     lit = render(s)
-    s.shadows, s.glare, s.vignette = [], 0.0, 0.0
+    s.shadows, s.glare, s.vignette, s.motion = [], 0.0, 0.0, (0.0, 0.0)
     plain = render(s)
     assert np.abs(lit.image.astype(int) - plain.image).mean() > 3
     assert np.array_equal(lit.drivable, plain.drivable) and np.array_equal(lit.lane, plain.lane) and lit.labels == plain.labels
