@@ -110,8 +110,8 @@ def generate(out: Path, n: int, seed: int = 0, val_fraction: float = 0.2, width:
     records: dict[int, SceneRecord] = {}
     workers = max(1, min(workers, n, os.cpu_count() or 1))
     t0 = time.perf_counter()
-    # workers are forked before the progress bar starts its refresh thread
-    pool = mp.get_context("fork").Pool(workers, initializer=_init_worker) if workers > 1 else None
+    # forkserver: workers never inherit the threads of a parent that already rendered (OpenCV's pool can hang a fork)
+    pool = mp.get_context("forkserver").Pool(workers, initializer=_init_worker) if workers > 1 else None
     results = pool.imap_unordered(_job, jobs, chunksize=4) if pool else map(_job, jobs)
     try:
         with _progress(console) as bar:

@@ -3,7 +3,6 @@
 import subprocess
 import sys
 
-import cv2
 import numpy as np
 import pytest
 
@@ -14,15 +13,6 @@ from model.synth_render import render
 from model.synth_scene import sample_scene
 
 W, H = 320, 180
-
-
-@pytest.fixture(autouse=True)
-def one_cv2_thread():
-    """Render on one OpenCV thread: a parent whose OpenCV thread pool ran can hang the fork pool of later tests."""
-    before = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    yield
-    cv2.setNumThreads(before)
 
 
 def scenes(domain: Domain, n: int = 30, seed: int = 7):
