@@ -181,8 +181,8 @@ def _schedule(ray, todo: list[Job], settings: Settings, slots: list[Slot], resou
             rows[job.index] = error_row(job, RoadsightError(f"no Ray worker left: each died after {RETRIES} restarts"))
             progress.done(job, rows[job.index])
     except BaseException:
-        for ref in pending:
-            ray.cancel(ref)  # queued clips; a running actor task is not interrupted by cancel, so:
+        # Clips not started wait here, not in Ray. A running task is stopped by killing its actor, not by
+        # ray.cancel: that would resolve its ref at once while the task still runs (and may still create files).
         for actor in actors:
             ray.kill(actor, no_restart=True)
         ray.wait(list(pending), num_returns=len(pending), timeout=30)  # the workers are gone: nothing writes now

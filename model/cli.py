@@ -22,8 +22,13 @@ def data_synth(
     video: Path | None = typer.Option(None, "--video", help="Also write a 1280x720 drive clip to this .mp4, with its ground truth CLIP.gt.jsonl (tracks, lanes, ego, lead; for val-stream) and camera CLIP.camera.yaml."),
     frames: int = typer.Option(300, "--frames", min=1, help="Frames in the --video clip."),
     workers: int = typer.Option(2, "--workers", min=1, help="Worker processes rendering scenes."),
+    domain: str = typer.Option("classic", "--domain", help="Ranges of every scene factor: classic (the shipped model's look), wide, or a YAML file."),
+    condition: str | None = typer.Option(None, "--condition", help="Fix one factor for a stress set: night, rain, fog, shadows, concrete, curves, dense, glare."),
 ) -> None:
     """Generate procedural driving scenes with exact labels (BDD100K layout, 1280x720; lane labels 8 px wide).
+
+    --domain picks the ranges the camera, road, paint, light, weather, roadside, traffic and sensor are drawn
+    from (model/domains/*.yaml; a YAML file of the same keys works too); --condition fixes one of them.
 
     Examples:
 
@@ -32,10 +37,15 @@ def data_synth(
       roadsight data synth --out data/val --n 300 --seed 1 --val-fraction 1
 
       roadsight data synth --out data/clip --n 0 --video data/drive.mp4 --frames 600
+
+      roadsight data synth --out data/wide --n 4000 --seed 10 --domain wide
+
+      roadsight data synth --out data/night --n 100 --seed 9101 --domain wide --condition night --val-fraction 1
     """
     from model.synth import synth_command
 
-    synth_command(out=out, n=n, seed=seed, val_fraction=val_fraction, video=video, frames=frames, workers=workers)
+    synth_command(out=out, n=n, seed=seed, val_fraction=val_fraction, video=video, frames=frames, workers=workers,
+                  domain=domain, condition=condition)
 
 
 @data_app.command("convert")

@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from engines.errors import RoadsightError
+from model.domain import Domain, load_domain
 from model.synth_render import LANE_LABEL_PX, Frame, render
 from model.synth_scene import Scene, sample_scene
 
@@ -44,9 +45,9 @@ def scene_name(seed: int, index: int) -> str:
     return f"synth{seed}_{index:06d}"
 
 
-def make_scene(seed: int, index: int, width: int = 1280, height: int = 720) -> tuple[Scene, Frame]:
-    """Draw and render scene `index` of `seed` (deterministic)."""
-    scene = sample_scene(np.random.default_rng([seed, index]), width, height)
+def make_scene(seed: int, index: int, width: int = 1280, height: int = 720, domain: Domain | None = None) -> tuple[Scene, Frame]:
+    """Draw and render scene `index` of `seed` from `domain` (default classic; deterministic)."""
+    scene = sample_scene(np.random.default_rng([seed, index]), width, height, domain=domain)
     return scene, render(scene)
 
 
@@ -79,8 +80,8 @@ def write_scene(root: Path, split: str, name: str, scene: Scene, frame: Frame) -
 
 
 def _job(args: tuple) -> tuple[int, SceneRecord]:
-    root, seed, index, split, width, height = args
-    scene, frame = make_scene(seed, index, width, height)
+    root, seed, index, split, width, height, domain = args
+    scene, frame = make_scene(seed, index, width, height, domain)
     name = scene_name(seed, index)
     write_scene(root, split, name, scene, frame)
     return index, SceneRecord(name, split, [(lab.category, lab.box) for lab in frame.labels], scene.timeofday)
@@ -96,8 +97,8 @@ def _progress(console: Console | None) -> Progress:
 
 
 def generate(out: Path, n: int, seed: int = 0, val_fraction: float = 0.2, width: int = 1280, height: int = 720,
-             workers: int = 2, console: Console | None = None) -> list[SceneRecord]:
-    """Generate `n` scenes under `out`; returns their records (the ground truth) in index order."""
+             workers: int = 2, console: Console | None = None, domain: Domain | None = None) -> list[SceneRecord]:
+    """Generate `n` scenes of `domain` (default classic) under `out`; returns their records (the ground truth) in index order."""
     if n < 0 or not 0.0 <= val_fraction <= 1.0:
         raise RoadsightError(f"data synth: n={n}, val_fraction={val_fraction}. Expected n >= 0 and 0 <= val_fraction <= 1, got those. Fix the options.")
     n_val = int(round(n * val_fraction))
@@ -105,13 +106,12 @@ def generate(out: Path, n: int, seed: int = 0, val_fraction: float = 0.2, width:
     for folder in FOLDERS:
         for split in set(splits):
             (out / folder / split).mkdir(parents=True, exist_ok=True)
-    jobs = [(out, seed, i, splits[i], width, height) for i in range(n)]
+    jobs = [(out, seed, i, splits[i], width, height, domain) for i in range(n)]
     records: dict[int, SceneRecord] = {}
     workers = max(1, min(workers, n, os.cpu_count() or 1))
     t0 = time.perf_counter()
-    # workers are forked before the progress bar starts its refresh thread
-    # spawn, not fork: a fork after OpenVINO or ONNX Runtime started threads can deadlock the workers
-    pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker) if workers > 1 else None
+    # forkserver: workers never inherit the parent's threads (OpenCV's pool, OpenVINO, ONNX Runtime): a fork can hang
+    pool = mp.get_context("forkserver").Pool(workers, initializer=_init_worker) if workers > 1 else None
     results = pool.imap_unordered(_job, jobs, chunksize=4) if pool else map(_job, jobs)
     try:
         with _progress(console) as bar:
@@ -148,17 +148,18 @@ def summary(records: list[SceneRecord], out: Path, seconds: float, width: int, h
 
 
 def synth_command(out: Path, n: int, seed: int = 0, val_fraction: float = 0.2, video: Path | None = None, frames: int = 300,
-                  workers: int = 2, fps: float = 30.0) -> list[SceneRecord]:
+                  workers: int = 2, fps: float = 30.0, domain: str | Path = "classic", condition: str | None = None) -> list[SceneRecord]:
     """CLI body of `roadsight data synth`: scenes, then the optional drive clip, then a summary paragraph."""
     from model.synth_video import write_video
 
     if n == 0 and video is None:
         raise RoadsightError("data synth: nothing to write. Expected --n >= 1 or a --video path, got --n 0 and no --video. Add one of them.")
+    dom = load_domain(domain, condition)
     console = Console()
     t0 = time.perf_counter()
-    records = generate(out, n, seed, val_fraction, workers=workers, console=console)
+    records = generate(out, n, seed, val_fraction, workers=workers, console=console, domain=dom)
     if n:
-        console.print(summary(records, out, time.perf_counter() - t0, 1280, 720))
+        console.print(f"Domain: {dom.name}. " + summary(records, out, time.perf_counter() - t0, 1280, 720))
     if video is not None:
         with _progress(console) as bar:
             task = bar.add_task("video", total=frames, rate="")

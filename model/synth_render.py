@@ -164,8 +164,8 @@ def _road(c: Canvas, s: Scene, cam: Camera, path: RoadPath, dash_phase: float) -
                 cv2.polylines(c.lane, [cam.polygon(path.points(d, o))], False, 1, label_px)
 
 
-def _ground_shading(c: Canvas, s: Scene, cam: Camera, things: list[Thing], dist: np.ndarray) -> None:
-    """Asphalt/terrain texture and soft cast shadows of vehicles, trees and buildings (daylight) on the ground layer."""
+def _ground_shading(c: Canvas, s: Scene, cam: Camera, path: RoadPath, things: list[Thing], dist: np.ndarray) -> None:
+    """Asphalt/terrain texture and soft cast shadows of vehicles, trees, buildings and the domain's shadows (daylight)."""
     tex = np.random.default_rng(s.texture_seed + 1).normal(1.0, 0.07, (c.h // 8, c.w // 8)).astype(np.float32)
     if s.timeofday == "night":
         shade = cv2.resize(tex, (c.w, c.h))
@@ -181,6 +181,8 @@ def _ground_shading(c: Canvas, s: Scene, cam: Camera, things: list[Thing], dist:
             shifted = pts + np.array([s.shadow_dir * th.height * 0.35, 0, 0])
             hull = cv2.convexHull(np.round(cam.project(np.concatenate([pts, shifted]))[0] * 4).astype(np.int32))
             cv2.fillPoly(shade, [hull], strength, cv2.LINE_8, 4)
+    for d, length, o0, o1, dark in s.shadows:  # trees, poles and bridges beside the road, cast across it
+        cv2.fillPoly(shade, [np.round(cam.project(path.band(o0, o1, d, d + length, 6))[0] * 4).astype(np.int32)], dark, cv2.LINE_8, 4)
     shade = cv2.GaussianBlur(shade, (0, 0), 1.5)[: tex.shape[0] * 2, : tex.shape[1] * 2] * cv2.resize(tex, (tex.shape[1] * 2, tex.shape[0] * 2))
     shade = cv2.resize(shade, (c.w, c.h), interpolation=cv2.INTER_LINEAR)
     c.image[:] = (c.image * np.where(dist > 0, shade, 1.0)[..., None]).astype(np.uint8)
@@ -226,6 +228,21 @@ def _rain(img: np.ndarray, s: Scene, rng: np.random.Generator) -> None:
     img += streaks[..., None].astype(np.float32) * (0.12 * s.gain)
 
 
+def _glare(img: np.ndarray, s: Scene, cam: Camera) -> None:
+    """A low sun just above the horizon: a bright flare, veiling glare over the frame and a few ghost spots."""
+    h, w = img.shape[:2]
+    a, b = cam.horizon()
+    u = s.glare_x * w
+    v = a * u + b - 0.06 * h
+    qy, qx = _grid(h // 4, w // 4)
+    r2 = ((qx * 4 - u) ** 2 + (qy * 4 - v) ** 2) / (0.25 * w) ** 2
+    light = 255 * s.glare * (np.exp(-r2 * 12) * 2.0 + np.exp(-r2) * 0.45)
+    for k in (0.6, 1.3, 1.8):  # ghosts along the line through the image centre
+        gu, gv = u + k * (w / 2 - u), v + k * (h / 2 - v)
+        light += 40 * s.glare * np.exp(-((qx * 4 - gu) ** 2 + (qy * 4 - gv) ** 2) / (0.03 * w) ** 2)
+    img += cv2.resize(light, (w, h))[..., None] * np.array([0.9, 0.97, 1.0], np.float32)
+
+
 def _hood(c: Canvas, s: Scene) -> None:
     if s.hood <= 0:
         return
@@ -253,6 +270,8 @@ def _light_and_camera(c: Canvas, s: Scene, cam: Camera, dist: np.ndarray, rng: n
             cv2.fillPoly(img, [pts], colour)
         glow = cv2.GaussianBlur(c.glow, (0, 0), max(1.0, c.w / 400))
         img += cv2.resize(glow, (c.w, c.h)) * 0.9
+    if s.glare:
+        _glare(img, s, cam)
     if s.rain:
         _rain(img, s, rng)
     if s.noise > 0:
@@ -262,12 +281,22 @@ def _light_and_camera(c: Canvas, s: Scene, cam: Camera, dist: np.ndarray, rng: n
         img += noise[..., None]
     if s.blur > 0:
         img = cv2.GaussianBlur(img, (0, 0), s.blur * c.w / 1280)
+    if s.motion[0]:
+        n = max(3, int(s.motion[0] * c.w / 1280) | 1)
+        kernel = np.zeros((n, n), np.float32)
+        r = (n - 1) / 2
+        cv2.line(kernel, (round(r - r * np.cos(s.motion[1])), round(r - r * np.sin(s.motion[1]))),
+                 (round(r + r * np.cos(s.motion[1])), round(r + r * np.sin(s.motion[1]))), 1.0, 1)
+        img = cv2.filter2D(img, -1, kernel / kernel.sum())
+    if s.vignette:
+        yy, xx = _grid(c.h, c.w)
+        img *= (1.0 - s.vignette * (((xx - c.w / 2) / (c.w / 2)) ** 2 + ((yy - c.h / 2) / (c.h / 2)) ** 2) / 2)[..., None]
     return cv2.convertScaleAbs(img)
 
 
 def render(s: Scene, path: RoadPath | None = None, dash_phase: float | None = None, frame_seed: int = 0) -> Frame:
     """Render a scene (optionally along a given road path, for drive clips) to pixels and exact labels."""
-    cam = Camera(s.width, s.height, s.f, s.width / 2, s.height / 2, s.cam_h, s.pitch, s.roll)
+    cam = Camera(s.width, s.height, s.f, s.width / 2 + s.principal[0], s.height / 2 + s.principal[1], s.cam_h, s.pitch, s.roll)
     path = path or RoadPath.clothoid(s.k0, s.k1, s.yaw, -s.camera_o)
     rng = np.random.default_rng([s.texture_seed, frame_seed])
     c = Canvas(s.height, s.width)
@@ -289,7 +318,7 @@ def render(s: Scene, path: RoadPath | None = None, dash_phase: float | None = No
             if pr.kind == "lamp" and lit:
                 uv, z = cam.project(path.points(np.array([pr.d]), pr.o + (-1.8 if pr.o > 0 else 1.8)))
                 lamps.append((float(uv[0, 0]), float(uv[0, 1]), s.f * 5 / max(float(z[0]), 1.0)))
-    _ground_shading(c, s, cam, things, dist)
+    _ground_shading(c, s, cam, path, things, dist)
     _haze(c, s, cam, dist)
     if s.fog:
         _fog_ground(c, s, dist)

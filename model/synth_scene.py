@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from model.domain import TIMES, WEATHERS, Domain
+
 VEHICLE_COLOURS = (  # BGR, roughly the frequency of real car colours
     (232, 232, 230), (236, 236, 236), (28, 28, 30), (30, 30, 34), (178, 180, 176), (120, 120, 118),
     (34, 34, 165), (130, 68, 28), (80, 42, 20), (52, 88, 44), (150, 178, 196), (40, 60, 92), (30, 190, 225),
@@ -111,6 +113,13 @@ class Scene:
     patches: list = field(default_factory=list)  # (d, o, length, width, darkness) asphalt repairs
     fog: float = 0.0  # fog visibility scale in metres (0 = no fog)
     rain: float = 0.0  # rain streak density (0 = dry)
+    principal: tuple = (0.0, 0.0)  # principal point offset from the image centre, pixels
+    shadows: list = field(default_factory=list)  # (d, length, o0, o1, darkness) cast shadows across the road
+    glare: float = 0.0  # low-sun flare strength (0 = none)
+    glare_x: float = 0.5  # flare position, share of the width
+    vignette: float = 0.0  # corner darkening share
+    concrete: bool = False  # light concrete pavement with tar seams
+    motion: tuple = (0.0, 0.0)  # directional blur (length in px at 1280 wide, angle in radians)
 
     @property
     def camera_o(self) -> float:
@@ -148,14 +157,14 @@ def _lines(rng: np.random.Generator, n_ego: int, n_opp: int, lane_w: float, scen
     return lines
 
 
-def _vehicles(rng: np.random.Generator, s: Scene, d_range: tuple[float, float]) -> list[Vehicle]:
+def _vehicles(rng: np.random.Generator, s: Scene, d_range: tuple[float, float], density_range: tuple[float, float]) -> list[Vehicle]:
     """Traffic in every lane (gaps drawn per lane), parked cars in cities, now and then a train beside the road."""
     kinds = list(VEHICLE_KINDS)
     freq = np.array([VEHICLE_KINDS[k][4] for k in kinds])
     if s.scene_type == "highway":
         freq[kinds.index("truck")] *= 2.5
     freq /= freq.sum()
-    density = rng.uniform(0.2, 1.0)
+    density = rng.uniform(*density_range)
     out = []
     lanes = [(i, 1) for i in range(s.n_ego)] + [(-i - 1, -1) for i in range(s.n_opp)]
     for lane, facing in lanes:
@@ -244,9 +253,9 @@ def _props(rng: np.random.Generator, s: Scene, d_range: tuple[float, float]) -> 
     return out
 
 
-def _light(rng: np.random.Generator, s: Scene) -> None:
-    s.timeofday = _choice(rng, ("daytime", "dawn/dusk", "night"), p=(0.58, 0.14, 0.28))
-    s.weather = _choice(rng, ("clear", "overcast", "rainy", "foggy"), p=(0.5, 0.25, 0.15, 0.1))
+def _light(rng: np.random.Generator, s: Scene, dom: Domain) -> None:
+    s.timeofday = _choice(rng, TIMES, p=dom.probs("timeofday"))
+    s.weather = _choice(rng, WEATHERS, p=dom.probs("weather"))
     if s.weather == "rainy":
         s.rain = rng.uniform(0.3, 1.0)
         s.asphalt = tuple(int(c * 0.75) for c in s.asphalt)  # wet road
@@ -269,37 +278,87 @@ def _light(rng: np.random.Generator, s: Scene) -> None:
         s.gain *= 0.85
         if s.timeofday != "night":
             s.sky = (tuple(int(c * 0.5 + 90) for c in s.sky[0]), tuple(int(c * 0.6 + 70) for c in s.sky[1]))
-    s.noise = rng.uniform(1.0, 4.0) * (2.0 if s.timeofday == "night" else 1.0)
-    s.blur = rng.uniform(0.4, 1.6) if rng.random() < 0.35 else 0.0
+    s.noise = rng.uniform(*dom.noise) * (2.0 if s.timeofday == "night" else 1.0)
+    s.blur = rng.uniform(0.4, 1.6) if rng.random() < dom.blur_p else 0.0
 
 
 def sample_scene(rng: np.random.Generator, width: int = 1280, height: int = 720, d_range: tuple[float, float] = (4.0, 120.0),
-                 prop_range: tuple[float, float] = (2.0, 220.0)) -> Scene:
-    """Draw a random scene at `width` x `height`: vehicles between d_range metres ahead, props over prop_range."""
+                 prop_range: tuple[float, float] = (2.0, 220.0), domain: Domain | None = None) -> Scene:
+    """Draw a random scene at `width` x `height`: vehicles between d_range metres ahead, props over prop_range,
+    every factor from `domain` (default: classic). Factors off in a domain draw nothing, so classic scenes
+    are the same as before domains existed."""
+    dom = domain or Domain()
     scene_type = _choice(rng, SCENE_TYPES, p=(0.45, 0.3, 0.25))
-    n_ego = int(rng.choice([1, 2, 3, 4], p=[0.2, 0.35, 0.3, 0.15] if scene_type == "highway" else [0.45, 0.35, 0.15, 0.05]))
+    n_ego = 1 + int(rng.choice(len(dom.lanes_highway if scene_type == "highway" else dom.lanes_other),
+                               p=dom.lanes_highway if scene_type == "highway" else dom.lanes_other))
     n_opp = 0 if scene_type == "highway" and rng.random() < 0.8 else int(rng.choice([0, 1, 2], p=[0.25, 0.5, 0.25]))
     lane_w = rng.uniform(3.3, 3.8) if scene_type == "highway" else rng.uniform(2.9, 3.6)
-    asphalt_g = int(rng.integers(58, 125))
+    asphalt_g = int(rng.integers(*dom.asphalt))
     asphalt = (asphalt_g + int(rng.integers(-4, 8)), asphalt_g, asphalt_g - int(rng.integers(-4, 8)))
     terrain = _choice(rng, ((60, 110, 80), (70, 120, 110), (80, 110, 130), (150, 150, 150)) if scene_type != "city street" else ((150, 152, 155), (120, 125, 130)))
     s = Scene(
-        width=width, height=height, scene_type=scene_type, timeofday="", weather="", f=width * rng.uniform(0.72, 0.86),
-        cam_h=rng.uniform(1.2, 1.65), pitch=rng.normal(0.035, 0.02), roll=rng.normal(0.0, 0.012),
-        k0=rng.normal(0.0, 1 / 700), k1=rng.normal(0.0, 1 / 60000), yaw=rng.normal(0.0, 0.02), lane_w=lane_w,
+        width=width, height=height, scene_type=scene_type, timeofday="", weather="", f=width * rng.uniform(*dom.focal),
+        cam_h=rng.uniform(*dom.cam_height), pitch=rng.normal(0.035, dom.pitch_sd), roll=rng.normal(0.0, dom.roll_sd),
+        k0=rng.normal(0.0, dom.curvature_sd), k1=rng.normal(0.0, dom.curvature_rate_sd), yaw=rng.normal(0.0, 0.02), lane_w=lane_w,
         n_ego=n_ego, n_opp=n_opp, ego_lane=int(rng.integers(0, n_ego)), ego_offset=rng.normal(0.0, 0.3),
         shoulder=rng.uniform(0.3, 2.5) if scene_type == "highway" else rng.uniform(0.2, 1.2),
         sidewalk=rng.uniform(1.5, 4.0) if scene_type == "city street" else rng.uniform(0.0, 1.0),
         asphalt=asphalt, terrain=terrain, lines=[], dash=(rng.uniform(2.5, 4.0), rng.uniform(9.0, 13.0), rng.uniform(0, 12)),
         vehicles=[], props=[], sky=((0, 0, 0), (0, 0, 0)), gain=1.0, tint=(1.0, 1.0, 1.0), haze=0.0, shadow_dir=rng.uniform(-1.5, 1.5),
-        noise=0.0, blur=0.0, jpeg=int(rng.integers(55, 96)), hood=rng.uniform(0.05, 0.12) if rng.random() < 0.35 else 0.0,
+        noise=0.0, blur=0.0, jpeg=int(rng.integers(*dom.jpeg)), hood=rng.uniform(0.05, 0.12) if rng.random() < dom.hood_p else 0.0,
         texture_seed=int(rng.integers(0, 2**31)),
     )
-    _light(rng, s)
+    _light(rng, s, dom)
     s.lines = _lines(rng, n_ego, n_opp, lane_w, scene_type)
-    s.vehicles = _vehicles(rng, s, d_range)
+    s.vehicles = _vehicles(rng, s, d_range, dom.density)
     s.props = _props(rng, s, prop_range)
-    for _ in range(int(rng.poisson(2))):
+    for _ in range(int(rng.poisson(dom.patches))):
         dark = rng.uniform(0.75, 1.2)
         s.patches.append((rng.uniform(3, 80), rng.uniform(-n_opp * lane_w, n_ego * lane_w), rng.uniform(1, 12), rng.uniform(0.3, 3), dark))
+    _wide(rng, s, dom, prop_range)
     return s
+
+
+def _wide(rng: np.random.Generator, s: Scene, dom: Domain, prop_range: tuple[float, float]) -> None:
+    """The factors the classic domain leaves off (each draws only when its domain turns it on)."""
+    if dom.principal_sd:
+        s.principal = tuple(float(v) for v in rng.normal(0.0, dom.principal_sd, 2) * (s.width, s.height))
+    if dom.concrete_p and rng.random() < dom.concrete_p:
+        g = int(rng.integers(150, 200))
+        s.asphalt, s.concrete = (g - int(rng.integers(0, 10)), g, g + int(rng.integers(0, 8))), True
+        if s.weather == "rainy":
+            s.asphalt = tuple(int(c * 0.75) for c in s.asphalt)
+        right, left = s.n_ego * s.lane_w, -s.n_opp * s.lane_w
+        for d in np.arange(rng.uniform(2, 6), 90.0, rng.uniform(4.5, 6.0)):  # tar seams between slabs
+            s.patches.append((float(d), (left + right) / 2, 0.06, right - left, 0.55))
+    if dom.cast_shadows and s.timeofday == "daytime":
+        right, left = s.n_ego * s.lane_w + s.shoulder, -s.n_opp * s.lane_w - s.shoulder
+        for _ in range(int(rng.poisson(dom.cast_shadows))):
+            kind = _choice(rng, ("tree", "pole", "bridge"), p=(0.55, 0.3, 0.15))
+            d = rng.uniform(0.5, 30)
+            if kind == "bridge":
+                s.shadows.append((d, rng.uniform(6, 15), left - 5, right + 5, rng.uniform(0.35, 0.55)))
+            elif kind == "pole":
+                o = rng.uniform(left, right)
+                s.shadows.append((d, rng.uniform(0.3, 0.7), o - rng.uniform(4, 12), o + rng.uniform(4, 12), rng.uniform(0.45, 0.65)))
+            else:
+                o = _choice(rng, (left, right)) + rng.normal(0, 1.5)
+                s.shadows.append((d, rng.uniform(3, 12), o - rng.uniform(2, 7), o + rng.uniform(2, 7), rng.uniform(0.35, 0.6)))
+    if dom.glare_p and s.timeofday != "night" and rng.random() < dom.glare_p:
+        s.glare, s.glare_x = rng.uniform(0.5, 1.0), rng.uniform(0.1, 0.9)
+    if dom.barrier_p:
+        right, left = s.n_ego * s.lane_w + s.shoulder + 0.4, -s.n_opp * s.lane_w - (s.shoulder if s.n_opp else 0.6) - 0.4
+        for o, side in ((right, 1), (left, -1)):
+            if rng.random() < dom.barrier_p:
+                kind = _choice(rng, ("barrier", "wall"), p=(0.7, 0.3))
+                size = (8.0, rng.uniform(0.8, 1.1) if kind == "barrier" else rng.uniform(1.8, 4.0))
+                g = int(rng.integers(140, 215))
+                s.props += [Prop(kind, float(d), o + side * 0.3, size, (g, g, g + 3)) for d in np.arange(prop_range[0], min(prop_range[1], 160.0), 8.0)]
+    if dom.vignette_p and rng.random() < dom.vignette_p:
+        s.vignette = rng.uniform(0.2, 0.5)
+    if dom.exposure != (1.0, 1.0):
+        s.gain *= rng.uniform(*dom.exposure)
+    if dom.white_balance_sd:
+        s.tint = tuple(float(t * np.clip(rng.normal(1.0, dom.white_balance_sd), 0.7, 1.3)) for t in s.tint)
+    if dom.motion_blur_p and rng.random() < dom.motion_blur_p:
+        s.motion = (rng.uniform(4, 18), rng.normal(0.0, 0.4))

@@ -239,6 +239,11 @@ def prop_thing(pr: Prop, path: RoadPath, cam: Camera, lit: bool) -> Thing:
         thing.parts.append(Part(cam.project(path.points(np.array([pr.d, pr.d]), pr.o, np.array([0.0, 0.6])))[0][[0, 1, 1, 0]]
                                 + np.array([[-1, 0], [-1, 0], [1, 0], [1, 0]]) * max(1.0, cam.f * 0.08 / max(thing.depth, 1)), (70, 70, 70)))
         thing.parts.append(Part(cam.project(beam)[0], pr.colour))
+    elif pr.kind in ("barrier", "wall"):  # a concrete barrier or wall along the road (clutter the size of vehicles)
+        ds = np.linspace(pr.d, pr.d + pr.size[0], 5)
+        top, face = path.points(ds, pr.o, pr.size[1]), path.points(ds[::-1], pr.o, 0.0)
+        thing.parts.append(Part(cam.project(np.concatenate([top, face]))[0], pr.colour))
+        thing.parts.append(Part(cam.project(np.concatenate([top, path.points(ds[::-1], pr.o, pr.size[1] * 0.85)]))[0], _shade(pr.colour, 1.12)))
     elif pr.kind == "lamp":
         h = pr.size[0]
         toward = -1.5 if pr.o > 0 else 1.5

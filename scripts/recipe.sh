@@ -1,10 +1,10 @@
 # The training recipes shared by ship_model.sh and ablation.sh (sourced, not run).
-# Data: 1600 synthetic scenes (seed 0, 10% val) to train on, 200 more (seed 1) held out for every reported figure.
+# Data: 1600 classic-domain synthetic scenes (seed 0, 10% val) to train on, 200 more (seed 1) held out for every reported figure.
 EPOCHS="${EPOCHS:-14}"
 
 make_data() {
-  [ -d data/synth/images ] || roadsight data synth --out data/synth --n 1600 --seed 0 --val-fraction 0.1
-  [ -d data/heldout/images ] || roadsight data synth --out data/heldout --n 200 --seed 1 --val-fraction 1
+  [ -d data/synth/images ] || roadsight data synth --out data/synth --n 1600 --seed 0 --val-fraction 0.1 --domain classic
+  [ -d data/heldout/images ] || roadsight data synth --out data/heldout --n 200 --seed 1 --val-fraction 1 --domain classic
 }
 
 # train_run OUT EPOCHS ARGS...: `roadsight train ARGS --out OUT --epochs EPOCHS`, continuing OUT/last.pt when a

@@ -1,0 +1,1 @@
+"""Built-in domain descriptions of `roadsight data synth` (see model.domain)."""
