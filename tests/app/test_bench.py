@@ -140,7 +140,7 @@ def test_bench_two_onnx_models_json_png_compare(models, cli, tmp_path):
     for r in changed["model_only"]:
         r["latency_ms"]["median"] /= 2
     (second / "bench.json").write_text(json.dumps(changed))
-    compared = CliRunner(env={"COLUMNS": "200"}).invoke(cli, ["bench", "--compare", str(out / "bench.json"), str(second / "bench.json")],
+    compared = CliRunner().invoke(cli, ["bench", "--compare", str(out / "bench.json"), str(second / "bench.json")],
                                   terminal_width=160)
     assert compared.exit_code == 0, compared.output
     assert "run1 (A) vs run2 (B)" in compared.output and compared.output.count("2.00x") == 3
@@ -178,7 +178,7 @@ def test_pipeline_mode_per_stage(models, cli, tmp_path):
     out = tmp_path / "bench"
     args = ["bench", "-m", str(models[0]), "-m", str(models[1]), "--runs", "5", "--warmup", "1",
             "--source", str(clip), "--frames", "10", "--device", "cpu", "--out", str(out)]
-    result = CliRunner(env={"COLUMNS": "200"}).invoke(cli, args)
+    result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     report = json.loads((out / "bench.json").read_text())
     runs = report["pipeline"]
@@ -209,7 +209,7 @@ def test_every_model_on_every_device_with_the_precision_run(models, cli, tmp_pat
     out = tmp_path / "devices"
     args = ["bench", "-m", str(models[0]), "--runs", "3", "--warmup", "1", "--threads", "1",
             "--device", "cpu,openvino", "--precision", "f32", "--out", str(out)]
-    result = CliRunner(env={"COLUMNS": "200"}).invoke(cli, args)
+    result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     report = json.loads((out / "bench.json").read_text())
     described = {m["name"]: m for m in report["models"]}

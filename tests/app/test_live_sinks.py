@@ -113,7 +113,7 @@ def test_bench_soak_command(tmp_path, tiny_onnx):
     app = typer.Typer()
     commands.register(app)
     clip = write_clip(tmp_path / "clip.avi", frames=10)
-    runner = CliRunner(env={"COLUMNS": "200"})
+    runner = CliRunner()
     args = ["bench", "-m", str(tiny_onnx), "-s", str(clip), "-s", str(clip), "--out", str(tmp_path / "soak")]
     result = runner.invoke(app, [*args, "--soak", "0.02"])
     assert result.exit_code == 0, result.output + repr(result.exception)

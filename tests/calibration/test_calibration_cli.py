@@ -7,7 +7,6 @@ import json
 import cv2
 import numpy as np
 import onnx
-import pytest
 import typer
 from onnx import numpy_helper
 from tiny_model import make_tiny_onnx
@@ -16,9 +15,6 @@ from typer.testing import CliRunner
 from calibration import cli
 from calibration.cache import CalibCache
 from engines.errors import RoadsightError
-
-
-WIDE = {"COLUMNS": "200"}  # rich wraps and cuts tables at the terminal's width: the tests set theirs
 
 
 def _app() -> typer.Typer:
@@ -30,7 +26,7 @@ def _app() -> typer.Typer:
 def test_calibrate_writes_cache_and_refuses_nothing(tmp_path, image_dir):
     model = make_tiny_onnx(tmp_path / "m.onnx", imgsz=(64, 96))
     out = tmp_path / "calib.npz"
-    runner = CliRunner(env=WIDE)
+    runner = CliRunner()
     result = runner.invoke(_app(), ["calibrate", "-m", str(model), "-s", str(image_dir), "--n", "4", "-o", str(out)])
     assert result.exit_code == 0, result.output + repr(result.exception)
     cache = CalibCache.load(out)
@@ -46,7 +42,7 @@ def test_calibrate_writes_cache_and_refuses_nothing(tmp_path, image_dir):
 def test_quantize_and_outliers_commands(tiny_roadnet, image_dir, tmp_path):
     weights, model = tiny_roadnet
     calib = tmp_path / "calib.npz"
-    runner = CliRunner(env=WIDE)
+    runner = CliRunner()
     assert runner.invoke(_app(), ["calibrate", "-m", str(model), "-s", str(image_dir), "--n", "6", "-o", str(calib)]).exit_code == 0
     out = tmp_path / "q.onnx"
     result = runner.invoke(_app(), ["quantize", "-m", str(model), "-c", str(calib), "-t", "trt", "--backend", "ort", "-o", str(out), "--json"])
@@ -86,7 +82,7 @@ def test_quantize_gate_exit_codes(tmp_path):
     data = _bdd(tmp_path / "data")
     model = make_tiny_onnx(tmp_path / "m.onnx", imgsz=(64, 96))
     calib = tmp_path / "c.npz"
-    runner = CliRunner(env=WIDE)
+    runner = CliRunner()
     assert runner.invoke(_app(), ["calibrate", "-m", str(model), "-s", str(data / "images"), "-o", str(calib)]).exit_code == 0
     args = ["quantize", "-m", str(model), "-c", str(calib), "-t", "cpu", "--val", str(data)]
     ok = runner.invoke(_app(), [*args, "--max-drop", "1"])
@@ -104,7 +100,7 @@ def test_gate_catches_broken_quantization_through_cli(tmp_path, monkeypatch):
     data = _bdd(tmp_path / "data")
     model = make_tiny_onnx(tmp_path / "m.onnx", imgsz=(64, 96))
     calib = tmp_path / "c.npz"
-    runner = CliRunner(env=WIDE)
+    runner = CliRunner()
     assert runner.invoke(_app(), ["calibrate", "-m", str(model), "-s", str(data / "images"), "-o", str(calib)]).exit_code == 0
     real = quantize_module._ort_quantize
 

@@ -4,7 +4,6 @@ departure, tracker ids (with dropped frames), the JSONL fields, the overlay, and
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from functools import lru_cache
 
@@ -187,7 +186,7 @@ def test_run_with_a_bad_camera_file_fails_in_one_line(tmp_path):
     camera = tmp_path / "cam.yaml"
     camera.write_text("pitch_deg: steep\n")
     result = subprocess.run(torch_free.cli("run", "-m", str(tmp_path / "m.onnx"), "-s", str(tmp_path), "--camera", str(camera)),
-                            capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+                            capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "pitch_deg must be a number" in lines[0], result.stderr

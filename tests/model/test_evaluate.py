@@ -198,7 +198,7 @@ def test_val_command_end_to_end_on_tiny_onnx(tmp_path):
         cv2.imwrite(str(root / "ll_seg_annotations/val" / f"f{i}.png"), (image[:, :, 0] > 127).astype(np.uint8) * 255)
     weights = make_tiny_onnx(tmp_path / "tiny.onnx", imgsz=(64, 128), batch=None)
     out_json = tmp_path / "val.json"
-    result = CliRunner(env={"COLUMNS": "200"}).invoke(
+    result = CliRunner().invoke(
         _val_app(), ["val", "--weights", str(weights), "--data", str(root), "--batch", "2", "--json", str(out_json)]
     )
     assert result.exit_code == 0, result.output + repr(result.exception)
