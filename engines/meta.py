@@ -36,12 +36,17 @@ def format_imgsz(hw: tuple[int, int]) -> str:
     return f"{hw[1]}x{hw[0]}"
 
 
+SEG_OUTPUTS = ("logits", "prob", "mask")  # what a model's drivable/lane outputs hold (ModelMeta.seg_output)
+
+
 @dataclass(frozen=True)
 class ModelMeta:
     """Everything downstream steps need to know about a model, stored inside every artifact.
 
-    imgsz is (height, width) of the network input. seg_output says whether the drivable/lane outputs
-    are float probabilities ('prob') or a baked uint8 0/1 mask ('mask'). names label the detections
+    imgsz is (height, width) of the network input. seg_output says what the drivable/lane outputs are:
+    float logits at each head's stride ('logits': (B, h/4, w/4) and (B, h/2, w/2), upsampled only once, to the
+    frame, in postprocess), float probabilities at network size ('prob') or a baked uint8 0/1 mask at network
+    size ('mask'). names label the detections
     (class id order); class_map says which dataset categories they were trained from (val, the INT8 gate).
     """
 
@@ -52,7 +57,7 @@ class ModelMeta:
     attention: str = "gated"
     size: str = "n"
     precision: str = "fp32"  # fp32 | fp16 | int8-trt | int8-cpu
-    seg_output: str = "prob"  # prob | mask
+    seg_output: str = "prob"  # logits | prob | mask (files without the field: prob)
     batch: int | None = 1  # None: dynamic batch
     preprocess: str = "letterbox, BGR->RGB, /255, NCHW float32, pad 114"
     version: str = field(default=__version__)

@@ -62,8 +62,9 @@ def postprocess(
 ) -> list[Perception]:
     """Raw outputs of a batch (see ARCHITECTURE.md) -> one Perception per `params` entry.
 
-    Boxes are mapped to frame pixels and clipped; masks are cropped of their padding, resized to the
-    frame (bilinear + threshold 0.5 for probabilities, nearest for uint8 masks). Outputs beyond
+    Boxes are mapped to frame pixels and clipped; masks are cropped of their padding and resized to the
+    frame: logits at the heads' strides bilinearly, then > 0 (`meta.seg_output` 'logits'); probabilities at
+    network size bilinearly, then > 0.5 ('prob'); uint8 masks with nearest neighbour ('mask'). Outputs beyond
     len(params) (a padded batch) are ignored. Timestamps are left empty.
     """
     outputs = {name: array[: len(params)] for name, array in outputs.items()}
@@ -71,7 +72,8 @@ def postprocess(
     results = []
     for i, box in enumerate(params):
         xyxy, scores, class_ids = detections(outputs["boxes"][i], outputs["scores"][i], conf, iou, max_det)
-        masks = {name: box.mask_to_frame(outputs[name][i]) if name in outputs else None for name in ("drivable", "lane")}
+        to_frame = box.logits_to_frame if meta.seg_output == "logits" else box.mask_to_frame
+        masks = {name: to_frame(outputs[name][i]) if name in outputs else None for name in ("drivable", "lane")}
         results.append(
             Perception(
                 boxes=box.boxes_to_frame(xyxy),

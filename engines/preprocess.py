@@ -76,6 +76,33 @@ class Letterbox:
         crop = (crop > 0).astype(np.uint8)
         return cv2.resize(crop, (width, height), interpolation=cv2.INTER_NEAREST) if crop.shape != (height, width) else crop
 
+    def logits_to_frame(self, logits: np.ndarray) -> np.ndarray:
+        """(h/s, w/s) float logits at a head's stride s -> (H, W) uint8 0/1 at frame size (logit > 0).
+
+        One bilinear resampling straight to the frame, with half-pixel centres as the network's own upsampling
+        (PyTorch align_corners=False): frame pixel x samples the logits at (left + (x + 0.5) * content_w / W) / s - 0.5,
+        clamped to the logit cells that cover the content (padding cells never reach the frame). When padding
+        and content fall on the logit grid (e.g. 1280x720 into 640x384) that is a crop and one cv2.resize;
+        otherwise one cv2.warpAffine.
+        """
+        (new_h, new_w), (height, width) = self.content, self.frame_shape
+        logits = np.asarray(logits, dtype=np.float32)
+        stride_y, stride_x = self.imgsz[0] / logits.shape[0], self.imgsz[1] / logits.shape[1]
+        first = np.array([self.top / stride_y, self.left / stride_x])
+        end = first + [new_h / stride_y, new_w / stride_x]
+        (top, left), (bottom, right) = np.floor(first).astype(int), np.ceil(end).astype(int)
+        crop = logits[top:bottom, left:right]
+        if np.array_equal(first, [top, left]) and np.array_equal(end, [bottom, right]):
+            resized = cv2.resize(crop, (width, height), interpolation=cv2.INTER_LINEAR)
+        else:
+            matrix = np.float32([
+                [new_w / (width * stride_x), 0, (self.left + 0.5 * new_w / width) / stride_x - 0.5 - left],
+                [0, new_h / (height * stride_y), (self.top + 0.5 * new_h / height) / stride_y - 0.5 - top],
+            ])
+            resized = cv2.warpAffine(crop, matrix, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                     borderMode=cv2.BORDER_REPLICATE)
+        return (resized > 0).view(np.uint8)
+
 
 def check_frame(frame: np.ndarray, index: int = 0) -> None:
     if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:

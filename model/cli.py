@@ -190,7 +190,11 @@ def export(
         False, "--fp16-weights", help="Keep FP32 arithmetic but store the weights as FP16: half the file (Casts fold at load)."
     ),
     simplify: bool = typer.Option(True, "--simplify/--no-simplify", help="Run onnxslim (constant folding, cleanup)."),
-    seg_output: str = typer.Option("prob", "--seg-output", help="prob: float probabilities; mask: uint8 0/1 (prob > 0.5)."),
+    seg_output: str = typer.Option(
+        "logits", "--seg-output",
+        help="logits: float logits at the heads' strides (h/4, h/2), resized once to the frame by the runtime (fastest); "
+        "prob: float probabilities at input size; mask: uint8 0/1 at input size (prob > 0.5).",
+    ),
     opset: int = typer.Option(17, "--opset", help="ONNX opset (13..20; 17 suits TensorRT 10/11 and ORT INT8)."),
     out: Path | None = typer.Option(None, "--out", help="Output .onnx (default: WEIGHTS.onnx, or WEIGHTS.fp16.onnx)."),
     data: Path | None = typer.Option(None, "--data", help="Folder of frames for the parity check (default: random inputs)."),

@@ -25,14 +25,13 @@ import numpy as np
 
 from model.ultra import torch
 from engines.errors import RoadsightError
-from engines.meta import ModelMeta, format_imgsz
+from engines.meta import SEG_OUTPUTS, ModelMeta, format_imgsz
 from model.config import ATTENTION_STRIDE, ModelConfig
 from model.network import RoadNet, load_checkpoint
 from model.onnx_weights import store_fp16
 
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("boxes", "scores", "drivable", "lane")
-SEG_OUTPUTS = ("prob", "mask")
 # Opset 17: every op RoadNet uses (Resize-13, Softmax-13, Clip-13, Split-13) is at its final form there, and
 # it is inside what all targets accept: the TensorRT 10.3 parser of JetPack 6 and TensorRT 10.x/11.x desktop,
 # ONNX Runtime's static INT8 quantizer (rejects opset >= 21) and ORT-CUDA (lacks Resize-19 kernels).
@@ -51,7 +50,7 @@ class ExportOptions:
     half: bool = False
     fp16_weights: bool = False  # FP32 graph, weights stored as FP16 (model/onnx_weights.py): half the file
     simplify: bool = True
-    seg_output: str = "prob"
+    seg_output: str = "logits"
     opset: int = DEFAULT_OPSET
     out: Path | None = None
     data: Path | None = None
@@ -74,7 +73,7 @@ def model_meta(
     cfg: ModelConfig,
     imgsz: tuple[int, int] | None = None,
     precision: str = "fp32",
-    seg_output: str = "prob",
+    seg_output: str = "logits",
     batch: int | None = 1,
 ) -> ModelMeta:
     """The ModelMeta of a RoadNet built from `cfg` (shared by the exporter and the PyTorch backend)."""
@@ -97,7 +96,7 @@ def check_options(opts: ExportOptions) -> None:
     """One-line errors for settings that cannot work, before anything heavy loads."""
     if opts.seg_output not in SEG_OUTPUTS:
         raise RoadsightError(
-            f"--seg-output: unknown value {opts.seg_output!r}. Expected prob or mask, got {opts.seg_output!r}."
+            f"--seg-output: unknown value {opts.seg_output!r}. Expected logits, prob or mask, got {opts.seg_output!r}."
         )
     if not MIN_OPSET <= opts.opset <= MAX_OPSET:
         raise RoadsightError(

@@ -18,8 +18,10 @@ upsample and fuse the stride-4 backbone feature (edges), and
 Measured ceiling (an oracle predicting each cell's exact line coverage, logits upsampled bilinearly, threshold 0.5,
 random lines at 640x384): lane IoU 0.99 / 0.31 / 0.01 for 2-px lines at stride 2 / 4 / 8, 0.99 / 0.83 / 0.12 for
 3-px lines, 1.00 / 0.95 / 0.51 for 5-px lines.
-The final resize to the input size (bilinear on logits, then sigmoid) happens inside the eval/export forward, so
-every backend emits masks at network-input size.
+Exported models (`seg_output="logits"`, the default) emit the logits at the heads' strides; postprocess resizes them
+bilinearly straight to the frame and thresholds at 0. A resize to the input size inside the network cost OpenVINO
+5 of 20 ms a frame on a CPU (single-channel Interpolate) and was resized again to the frame anyway. `prob`/`mask`
+keep that resize (bilinear on logits, then sigmoid) inside the graph, for older consumers.
 """
 
 from __future__ import annotations
@@ -74,14 +76,15 @@ class SegHead(nn.Module):
 class RoadNet(nn.Module):
     """Multi-task network. train(): raw outputs for the loss; eval(): the raw outputs of ARCHITECTURE.md.
 
-    Attributes the exporter may set: `seg_output` ("prob" -> float probabilities, "mask" -> uint8 0/1).
+    Attributes the exporter may set: `seg_output` ("logits" -> float logits at the heads' strides, "prob" -> float
+    probabilities at input size, "mask" -> uint8 0/1 at input size).
     Call `prepare_export()` before tracing (folds BN, switches C2f to split()).
     """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.seg_output = "prob"
+        self.seg_output = "logits"
         depth, width, max_ch = SIZES[cfg.size]
 
         def ch(c: int) -> int:
@@ -175,7 +178,10 @@ class RoadNet(nn.Module):
         return torch.minimum(boxes.clamp(min=0.0), limit)
 
     def _seg_out(self, logits: torch.Tensor, stride: int) -> torch.Tensor:
-        """(B, 1, h', w') logits -> (B, h, w) probability (or uint8 mask) at input size."""
+        """(B, 1, h', w') logits -> (B, h', w') logits as they are ('logits'), or (B, h, w) probability
+        ('prob') or uint8 mask ('mask') at input size."""
+        if self.seg_output == "logits":
+            return logits[:, 0]
         logits = F.interpolate(logits, scale_factor=float(stride), mode="bilinear", align_corners=False)[:, 0]
         return (logits > 0).to(torch.uint8) if self.seg_output == "mask" else logits.sigmoid()
 

@@ -15,6 +15,7 @@ import numpy as np
 from engines.base import Engine, TensorSpec
 from engines.device import parse_device
 from engines.errors import RoadsightError, require_training_extra
+from engines.meta import SEG_OUTPUTS
 
 OUTPUT_NAMES = ("boxes", "scores", "drivable", "lane")
 
@@ -26,14 +27,15 @@ class TorchEngine(Engine):
         path: a checkpoint written by `roadsight train` (`model.network.save_checkpoint`).
         device: 'cpu' (default), 'cuda' or 'cuda:N'.
         half: FP16 weights and I/O (CUDA only; `images` must then be float16).
-        seg_output: 'prob' (float probabilities) or 'mask' (uint8 0/1), as `roadsight export --seg-output`.
+        seg_output: 'logits' (at the heads' strides), 'prob' (float probabilities) or 'mask' (uint8 0/1), as
+            `roadsight export --seg-output`.
         fuse: fold BatchNorm into the convolutions after loading (faster, same outputs within ~1e-5).
     """
 
     backend = "torch"
 
     def __init__(
-        self, path: str | Path, device: str = "cpu", half: bool = False, seg_output: str = "prob", fuse: bool = True
+        self, path: str | Path, device: str = "cpu", half: bool = False, seg_output: str = "logits", fuse: bool = True
     ):
         super().__init__(path)
         self.device = str(parse_device(device, ("cpu", "cuda"), "a .pt checkpoint"))
@@ -42,9 +44,9 @@ class TorchEngine(Engine):
                 "half: FP16 on the CPU. Expected --device cuda for FP16 PyTorch inference, got cpu. "
                 "Drop --half or run on a GPU."
             )
-        if seg_output not in ("prob", "mask"):
+        if seg_output not in SEG_OUTPUTS:
             raise RoadsightError(
-                f"seg_output: unknown value {seg_output!r}. Expected prob or mask, got {seg_output!r}."
+                f"seg_output: unknown value {seg_output!r}. Expected logits, prob or mask, got {seg_output!r}."
             )
         self.half, self.seg_output, self.fuse = half, seg_output, fuse
         self.model = None
@@ -53,7 +55,7 @@ class TorchEngine(Engine):
         self._owned = True  # False for from_model(): never fuse, and restore the caller's train/eval mode
 
     @classmethod
-    def from_model(cls, model, cfg=None, seg_output: str = "prob") -> "TorchEngine":
+    def from_model(cls, model, cfg=None, seg_output: str = "logits") -> "TorchEngine":
         """Wrap an in-memory RoadNet (e.g. training's EMA model) without copying or fusing it.
 
         The device and precision follow the model's parameters; cfg defaults to `model.cfg`. The model is
@@ -92,13 +94,14 @@ class TorchEngine(Engine):
         h, w = self.meta.imgsz
         dtype = np.float16 if self.half else np.float32
         prob_dtype = np.uint8 if self.seg_output == "mask" else dtype
+        logits = self.seg_output == "logits"  # at the heads' strides (model/network.py)
         anchors = sum((h // s) * (w // s) for s in (8, 16, 32))
         self.inputs = [TensorSpec("images", dtype, (None, 3, h, w))]
         self.outputs = [
             TensorSpec("boxes", dtype, (None, 4, anchors)),
             TensorSpec("scores", dtype, (None, self.cfg.nc, anchors)),
-            TensorSpec("drivable", prob_dtype, (None, h, w)),
-            TensorSpec("lane", prob_dtype, (None, h, w)),
+            TensorSpec("drivable", prob_dtype, (None, h // 4, w // 4) if logits else (None, h, w)),
+            TensorSpec("lane", prob_dtype, (None, h // 2, w // 2) if logits else (None, h, w)),
         ]
         self.check_meta()
 

@@ -1,5 +1,6 @@
 """Letterbox geometry, pixel layout and the inverse mapping of boxes and masks."""
 
+import cv2
 import numpy as np
 import pytest
 
@@ -91,3 +92,38 @@ def test_float16_batch_and_several_frames():
 def test_bad_frames_raise_one_line(frame):
     with pytest.raises(RoadsightError, match=r"frame 0: not a BGR image. Expected \(H, W, 3\) uint8"):
         letterbox([frame], (64, 96))
+
+
+def _sample_logits(box: Letterbox, logits: np.ndarray) -> np.ndarray:
+    """Reference for `logits_to_frame`: each frame pixel centre mapped through the letterbox into the logit
+    grid (half-pixel centres), clamped to the cells that cover the content, sampled bilinearly in float64, > 0."""
+    (height, width), (new_h, new_w) = box.frame_shape, box.content
+    stride_y, stride_x = box.imgsz[0] / logits.shape[0], box.imgsz[1] / logits.shape[1]
+    ys = (box.top + (np.arange(height) + 0.5) * new_h / height) / stride_y - 0.5
+    xs = (box.left + (np.arange(width) + 0.5) * new_w / width) / stride_x - 0.5
+    rows = np.floor(box.top / stride_y), np.ceil((box.top + new_h) / stride_y) - 1
+    cols = np.floor(box.left / stride_x), np.ceil((box.left + new_w) / stride_x) - 1
+    ys, xs = np.clip(ys, *rows), np.clip(xs, *cols)
+    y0, x0 = np.minimum(ys.astype(int), logits.shape[0] - 2), np.minimum(xs.astype(int), logits.shape[1] - 2)
+    wy, wx = (ys - y0)[:, None], (xs - x0)[None, :]
+    grid = logits.astype(np.float64)
+    top = grid[y0][:, x0] * (1 - wx) + grid[y0][:, x0 + 1] * wx
+    bottom = grid[y0 + 1][:, x0] * (1 - wx) + grid[y0 + 1][:, x0 + 1] * wx
+    return ((top * (1 - wy) + bottom * wy) > 0).astype(np.uint8)
+
+
+@pytest.mark.parametrize(("frame_shape", "stride"), [((720, 1280), 4), ((720, 1280), 2), ((384, 640), 4), ((700, 1000), 4),
+                                                     ((480, 640), 2), ((1080, 1440), 2)])
+def test_logits_go_straight_to_the_frame_as_a_bilinear_sampler_would(frame_shape, stride):
+    """On the logit grid (cv2.resize) and off it (cv2.warpAffine) the mask is the reference sampler's."""
+    box = Letterbox.fit(frame_shape, (384, 640))
+    rng = np.random.default_rng(stride)
+    coarse = rng.normal(size=(384 // stride // 8, 640 // stride // 8)).astype(np.float32)
+    logits = cv2.resize(coarse, (640 // stride, 384 // stride), interpolation=cv2.INTER_CUBIC)  # smooth regions
+    logits[: box.top // stride] = 5.0  # the padding says "yes": it must not leak into the frame
+    out = box.logits_to_frame(logits)
+    want = _sample_logits(box, logits)
+    assert out.shape == frame_shape and out.dtype == np.uint8 and 0.1 < want.mean() < 0.9
+    assert (out != want).mean() < 2e-3  # cv2's fixed-point weights move a few boundary pixels
+    shifted = _sample_logits(Letterbox(box.frame_shape, box.imgsz, box.scale, box.left + stride, box.top + stride, box.content), logits)
+    assert (shifted != want).mean() > 5 * (out != want).mean()  # one logit cell off would be seen

@@ -28,9 +28,8 @@ def test_forward_shapes_train_and_eval(size, attention):
         ev = model.eval()(x)
     assert list(ev) == ["boxes", "scores", "drivable", "lane"]
     assert ev["boxes"].shape == (2, 4, A) and ev["scores"].shape == (2, 2, A)
-    for key in ("drivable", "lane"):
-        assert ev[key].shape == (2, H, W) and ev[key].dtype == torch.float32
-        assert 0 <= ev[key].min() and ev[key].max() <= 1
+    for key, stride in (("drivable", 4), ("lane", 2)):
+        assert ev[key].shape == (2, H // stride, W // stride) and ev[key].dtype == torch.float32  # logits
     attn = model.attn.m[0].attn
     assert (attn.gate is not None) == ("gated" in attention)
     assert (type(attn.softmax).__name__ == "ClippedSoftmax") == ("clipped" in attention)
@@ -79,10 +78,13 @@ def test_segmentation_output_is_bilinear_upsample_of_logits():
     model.drivable_head.register_forward_hook(replace("drivable"))
     x = torch.rand(1, 3, H, W)
     with torch.no_grad():
+        raw = model(x)
+        model.seg_output = "prob"
         ev = model(x)
         model.seg_output = "mask"
         mask = model(x)
     for key in ("lane", "drivable"):
+        torch.testing.assert_close(raw[key], logits[key][:, 0])  # the default: logits at the head's stride
         up = torch.nn.functional.interpolate(logits[key], size=(H, W), mode="bilinear", align_corners=False)[:, 0]
         torch.testing.assert_close(ev[key], up.sigmoid())
         assert mask[key].dtype == torch.uint8 and torch.equal(mask[key], (up > 0).to(torch.uint8))
