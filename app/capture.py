@@ -38,16 +38,17 @@ class Frame:
 
 
 class FrameHub:
-    """Per-source frame buffers with the two policies, and a round-robin `take` for the preprocess stage."""
+    """Per-source frame buffers with the two policies, and a fair `take` for the preprocess stage."""
 
     def __init__(self, sources: list[Source], stats: list[SourceStats], capacity: int):
+        self.sources = sources
         self.live = [s.live for s in sources]
         self.stats = stats
         self.capacity = capacity
         self.buffers: list[deque[Frame]] = [deque() for _ in sources]
         self.open = [True] * len(sources)
         self.cond = threading.Condition()
-        self.start = 0
+        self.due = set(range(len(sources)))  # sources not served yet in this round
 
     def put(self, frame: Frame, stopping: Callable[[], bool]) -> bool:
         """Add a frame (live: replace the unconsumed one; file: wait for room). False when stopping."""
@@ -72,18 +73,54 @@ class FrameHub:
             self.open[source_id] = False
             self.cond.notify_all()
 
+    def _candidates(self) -> list[int]:
+        """Sources with a frame that may go next: those not served yet in this round, or, when none of them
+        has a frame, every source with one (the round then restarts: work-conserving)."""
+        ready = [i for i, buffer in enumerate(self.buffers) if buffer]
+        return [i for i in ready if i in self.due] or ready
+
+    def _next(self) -> int | None:
+        """The source to take from: one per source per round; the freshest live frame first, then files in
+        source order."""
+        candidates = self._candidates()
+        if not candidates:
+            return None
+        if not self.due.intersection(candidates):
+            self.due = set(range(len(self.buffers)))
+        pick = max(candidates, key=lambda i: (self.live[i], self.buffers[i][-1].captured if self.live[i] else -i))
+        self.due.discard(pick)
+        return pick
+
+    def _fresher_in(self) -> float:
+        """Seconds to wait for a fresher frame: when every candidate frame is live and older than half its
+        source's frame interval (the next one is then closer than the one waiting is old), until the next is
+        due plus half an interval of slack for a late read; else 0."""
+        now, due_in = time.perf_counter(), []
+        for i in self._candidates():
+            source, captured = self.sources[i], self.buffers[i][-1].captured
+            interval = 1.0 / source.fps if source.live and source.fps else None
+            if interval is None or now - captured <= interval / 2:
+                return 0.0  # a file's frame, a live frame of unknown pace, or a fresh one: take now
+            due_in.append(captured + 1.5 * interval - now)
+        return max(min(due_in), 0.0) if due_in else 0.0
+
     def take(self, limit: int, stopping: Callable[[], bool]) -> list[Frame] | None:
-        """Wait for frames and return up to `limit`, one per source per round; None when all are done."""
+        """Wait for frames and return up to `limit` (see `_next` for the order); None when all are done.
+
+        For live sources this keeps results close to the present when the engine cannot run every frame:
+        each source still gets its turn each round, the freshest frame goes first, and when every waiting
+        frame is more than half a frame interval old the engine waits (at most until the next frame is due)
+        for a newer one rather than spend a whole inference on a stale frame.
+        """
         with self.cond:
+            if (wait := self._fresher_in()) > 0:
+                end = time.perf_counter() + wait
+                while (left := end - time.perf_counter()) > 0 and self._fresher_in() > 0 and not stopping():
+                    self.cond.wait(left)  # put() wakes it
             while True:
                 frames: list[Frame] = []
-                n = len(self.buffers)
-                while len(frames) < limit and any(self.buffers):
-                    for k in range(n):
-                        buffer = self.buffers[(self.start + k) % n]
-                        if buffer and len(frames) < limit:
-                            frames.append(buffer.popleft())
-                    self.start = (self.start + 1) % n
+                while len(frames) < limit and (pick := self._next()) is not None:
+                    frames.append(self.buffers[pick].popleft())
                 if frames:
                     self.cond.notify_all()
                     return frames

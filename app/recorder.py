@@ -4,8 +4,9 @@ A live source's results go to the JSONL at once; drawing and encoding them must 
 `Recorder` holds one result at a time: `offer()` replaces a result the thread has not taken yet (counted
 in `skipped`), and the thread renders it (`app.sinks.SinkSet` draws it and writes the video, placed by
 capture time, and the frame dump) and records its lag (result ready -> written). Files (lossless mode)
-do not use it: their sinks write every frame, in order. On Linux the thread runs at a lower CPU priority
-(nice +10), so on a saturated CPU the recording, not the results, falls behind.
+do not use it: their sinks write every frame, in order. On Linux the thread runs at the lowest CPU priority
+(nice +19: about 1/70 of a normal thread's share when both want the CPU), so on a saturated CPU the
+recording, not the results, falls behind.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 from engines.perception import Perception
 
 Status = tuple[float, float] | None  # (fps, latency ms) for the overlay
-RECORD_NICE = 10  # the recording thread's CPU priority offset (lower priority than the results)
+RECORD_NICE = 19  # the recording thread's CPU priority offset: the lowest (results first)
 
 
 class Recorder:

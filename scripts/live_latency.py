@@ -1,7 +1,7 @@
 """Live capture-to-result latency with and without recording, and with four streams, in one process.
 
-    .venv/bin/python scripts/live_latency.py --model app/models/roadsight-n.int8-cpu.onnx \\
-        --clip drive.mp4 --out runs/latency [--rounds 2]
+    .venv/bin/python scripts/live_latency.py --model app/models/roadsight-n.int8-trt.onnx \\
+        --clip drive.mp4 --out runs/latency [--rounds 2] [--device auto|cpu|openvino]
 
 First the model alone (batch 1, `app.bench.model_only` on the clip's first frame), then `--rounds` rounds of
 four live setups (the clip replayed as a live feed at its fps, as `roadsight run --live`): 1 stream with
@@ -32,17 +32,17 @@ SETUPS = (("1 stream, JSONL", 1, False), ("1 stream, JSONL + recording", 1, True
           ("1 stream, recording in the result path", 1, "inline"))  # the policy before the Recorder, for comparison
 
 
-def live_run(model: Path, clip: Path, streams: int, save: bool | str, out: Path) -> dict:
+def live_run(model: Path, device: str, clip: Path, streams: int, save: bool | str, out: Path) -> dict:
     """One live run of `streams` copies of the clip; per source results, fps, latencies and recording lags."""
     options = RunOptions(model=model, sources=[str(clip)] * streams, jsonl=out / "live.jsonl",
-                         save=out / "live.mp4" if save else None, stream=StreamSettings(live=True))
+                         save=out / "live.mp4" if save else None, stream=StreamSettings(device=device, live=True))
     sources = [open_source(spec, live=True) for spec in options.sources]
     if save == "inline":  # the same outputs, written on the result path (SinkSet's file policy)
         video = VideoSink(out / "live.mp4", lambda: sources[0].fps or 30.0, real_time=True)
         sinks = [SinkSet(video=video, jsonl=JsonlSink(out / "live.jsonl"), live=False)]
     else:
         sinks = build_sinks(sources, options)
-    stats = Pipeline(sources=sources, engine_factory=lambda: engines.load(model), sinks=sinks, settings=options.stream,
+    stats = Pipeline(sources=sources, engine_factory=lambda: engines.load(model, device), sinks=sinks, settings=options.stream,
                      log=lambda _: None).run(handle_signals=False)
     return {
         "fps": [s.fps() for s in stats.sources],
@@ -62,17 +62,19 @@ def main() -> None:
     parser.add_argument("--clip", type=Path, required=True)
     parser.add_argument("--out", type=Path, default=Path("runs/latency"))
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--device", default="auto", help="auto: the fastest installed CPU backend (OpenVINO on x86-64)")
     parser.add_argument("--runs", type=int, default=200, help="model-only timed runs")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     quiet_opencv()
     load = [os.getloadavg()[0]]
-    with engines.load(args.model) as engine:
+    device = engines.fastest_cpu_device() if args.device == "auto" else args.device
+    with engines.load(args.model, device) as engine:
         [alone], _ = model_only([(args.model.name, engine)], [1], args.runs, 20, first_frame(args.clip))
     runs: dict[str, list[dict]] = {name: [] for name, _, _ in SETUPS}
     for _ in range(args.rounds):  # the setups alternate, so machine noise hits all of them
         for name, streams, save in SETUPS:
-            runs[name].append(live_run(args.model, args.clip, streams, save, args.out))
+            runs[name].append(live_run(args.model, device, args.clip, streams, save, args.out))
             load.append(os.getloadavg()[0])
     clip = open_source(str(args.clip))
     clip.open()
@@ -97,10 +99,10 @@ def main() -> None:
         "4 streams + recording: per-source fps spread <= 20%": [
             round(100 * (max(four["per_source_fps"]) - min(four["per_source_fps"])) / max(four["per_source_fps"]), 1), 20.0],
     }
-    report = {"model": str(args.model), "clip": str(args.clip), "rounds": args.rounds, "load_average_1min": load,
+    report = {"model": str(args.model), "device": device, "clip": str(args.clip), "rounds": args.rounds, "load_average_1min": load,
               "model_only_ms": {k: alone["latency_ms"][k] for k in ("median", "p90", "p99")}, "setups": rows, "targets": targets}
     (args.out / "live_latency.json").write_text(json.dumps(report, indent=2))
-    print(f"model alone: median {alone['latency_ms']['median']:.1f} ms, p99 {model_p99:.1f} ms; load average {load}")
+    print(f"{args.model.name} on {device}; model alone: median {alone['latency_ms']['median']:.1f} ms, p99 {model_p99:.1f} ms; load average {load}")
     for name, row in rows.items():
         print(f"{name:30s} fps {row['pipeline_fps']:6.1f} (per source {row['per_source_fps']})  result p50 {row['p50_ms']} "
               f"p99 {row['p99_ms']} ms  recording lag p50 {row['record_lag_p50_ms']} p99 {row['record_lag_p99_ms']} ms")
