@@ -3,7 +3,8 @@
 1. One capture thread per source (app/capture.py) puts frames into a `FrameHub`. Live sources keep only the newest frame
    (an unconsumed frame is replaced and counted as dropped); file sources wait for room (back-pressure,
    nothing lost, in order). Network sources reconnect with back-off until `reconnect_timeout`.
-2. The preprocess thread takes up to the engine's batch of frames (round-robin over sources) and letterboxes
+2. The preprocess thread takes up to the engine's batch of frames (one per source per round; live frames
+   freshest first, and a stale one only after a short wait for its successor: `FrameHub.take`) and letterboxes
    them. With live sources it takes frames only once the engine is free, so a frame never ages in a queue;
    with files only, one batch is prepared while the engine runs the previous one.
 3. The infer thread creates the engine (it owns its CUDA context) and runs it.
