@@ -63,12 +63,20 @@ class Prop:
 
 @dataclass
 class Line:
-    """A painted marking line at lateral offset `o`: stripes as (offset from o, dashed)."""
+    """A painted marking line at lateral offset `o`: stripes as (offset from o, dashed).
+
+    Worn paint: `gaps` are (d0, d1) stretches where the paint is gone (and `alpha` is lower). The lane label
+    keeps the intended line through them: BDD100K annotators draw a line along its whole length, not around
+    each worn patch, and the model should find the line that is meant. `markers` = (spacing, phase) metres of
+    raised pavement markers on the line (not labelled themselves; they sit on the labelled line).
+    """
 
     o: float
     stripes: tuple
     colour: tuple
     alpha: float
+    gaps: tuple = ()
+    markers: tuple = ()
 
 
 @dataclass
@@ -120,6 +128,8 @@ class Scene:
     vignette: float = 0.0  # corner darkening share
     concrete: bool = False  # light concrete pavement with tar seams
     motion: tuple = (0.0, 0.0)  # directional blur (length in px at 1280 wide, angle in radians)
+    lens: tuple = (0.0, 0.0)  # radial distortion (k1, k2), OpenCV's sign (0, 0 = pinhole)
+    hill: tuple = (0.0, 0.0)  # (start metres, vertical curvature 1/m: > 0 sag, < 0 crest; 0 = flat), `Hill`
 
     @property
     def camera_o(self) -> float:
@@ -362,3 +372,32 @@ def _wide(rng: np.random.Generator, s: Scene, dom: Domain, prop_range: tuple[flo
         s.tint = tuple(float(t * np.clip(rng.normal(1.0, dom.white_balance_sd), 0.7, 1.3)) for t in s.tint)
     if dom.motion_blur_p and rng.random() < dom.motion_blur_p:
         s.motion = (rng.uniform(4, 18), rng.normal(0.0, 0.4))
+    _road_shape_and_paint(rng, s, dom)
+
+
+def _road_shape_and_paint(rng: np.random.Generator, s: Scene, dom: Domain) -> None:
+    """Lens distortion, hills, worn paint and raised markers (drawn after the other factors, so that adding
+    them left the draws of those unchanged)."""
+    if dom.distortion_p and rng.random() < dom.distortion_p:
+        s.lens = (rng.uniform(*dom.distortion_k1), rng.uniform(*dom.distortion_k2))
+    if dom.hill_p and rng.random() < dom.hill_p:
+        s.hill = (rng.uniform(5.0, 60.0), _choice(rng, (-1.0, 1.0)) / rng.uniform(*dom.hill_radius))
+    if dom.worn_p and rng.random() < dom.worn_p:
+        for line in s.lines:
+            line.alpha *= rng.uniform(0.4, 0.85)
+            line.gaps = _worn_gaps(rng)
+    if dom.markers_p and rng.random() < dom.markers_p:
+        spacing = rng.uniform(6.0, 12.0)
+        for line in s.lines:
+            if rng.random() < 0.8:
+                line.markers = (spacing, rng.uniform(0.0, spacing))
+
+
+def _worn_gaps(rng: np.random.Generator) -> tuple:
+    """(d0, d1) stretches of missing paint along the first 110 m: short scuffs to long worn-off runs."""
+    gaps, d = [], rng.exponential(8.0)
+    while d < 110.0:
+        length = rng.uniform(0.3, 1.5) if rng.random() < 0.7 else rng.uniform(2.0, 8.0)
+        gaps.append((float(d), float(d + length)))
+        d += length + rng.exponential(10.0)
+    return tuple(gaps)
