@@ -46,6 +46,7 @@ class Domain:
     hill_radius: tuple[float, float] = (800.0, 5000.0)  # metres, radius of the vertical curve
     worn_p: float = 0.0  # worn paint: faded lines with gaps (the lane label keeps the intended line)
     markers_p: float = 0.0  # raised pavement markers (small reflective dots) along the lines
+    intersection_p: float = 0.0  # a road crossing ahead (its lanes drivable, the road's lines interrupted)
     # light and weather
     timeofday: dict[str, float] = field(default_factory=lambda: {"daytime": 0.58, "dawn/dusk": 0.14, "night": 0.28})
     weather: dict[str, float] = field(default_factory=lambda: {"clear": 0.5, "overcast": 0.25, "rainy": 0.15, "foggy": 0.1})
@@ -83,6 +84,7 @@ CONDITIONS: dict[str, dict] = {
     "hills": {"hill_p": 1.0},
     "worn": {"worn_p": 1.0, "markers_p": 0.5},
     "lens": {"distortion_p": 1.0},
+    "intersection": {"intersection_p": 1.0},
 }
 BUILTIN = ("classic", "wide")
 

@@ -34,6 +34,7 @@ MIN_VISIBLE = 0.03  # share of the in-frame silhouette that must be visible for 
 MARK_MAX = 110.0  # metres: markings are painted (and labelled) up to this distance
 MARKER_M = 0.15  # raised pavement marker: footprint side and height, metres
 MARKER_H = 0.03
+CROSSING_ARM = 80.0  # metres: a crossing road is drawn this far to each side
 ROAD_MAX = 250.0
 CLUTTER = -1  # id of unlabelled objects (and the hood) in Frame.ids; 0 = road, ground and sky
 
@@ -155,10 +156,21 @@ def _road(c: Canvas, s: Scene, cam: Camera, path: RoadPath, dash_phase: float, f
             band = path.band(o - width / 2, o + width / 2, max(d, 0.5), min(d + length, far), 6)
             cv2.fillPoly(c.image, [cam.polygon(band)], tuple(asphalt * dark), cv2.LINE_AA)
     cv2.fillPoly(c.drivable, [cam.polygon(path.band(0.0, right, 0.5, far, 64))], 1)
+    moved = dash_phase - s.dash[2]  # drive clips: worn gaps, markers and a crossing move with the paint
+    cut = None
+    if s.crossing and s.crossing[0] + moved < far:
+        cut = (s.crossing[0] + moved, min(s.crossing[0] + moved + s.crossing[1], far))
+        _crossing(c, s, cam, path, cut, asphalt)
+    _markings(c, s, cam, path, dash_phase, far, asphalt, cut)
+
+
+def _markings(c: Canvas, s: Scene, cam: Camera, path: RoadPath, dash_phase: float, far: float, asphalt: np.ndarray,
+              cut: tuple[float, float] | None) -> None:
+    """The painted lines of the road and their lane label, up to `far`, interrupted by a crossing road `cut`."""
     label_px = max(1, int(round(LANE_LABEL_PX * c.w / 1280)))
     dash_len, period, _ = s.dash
     mark_max = min(MARK_MAX, far)
-    moved = dash_phase - s.dash[2]  # drive clips: worn gaps and markers move with the paint
+    moved = dash_phase - s.dash[2]
     for line in s.lines:
         colour = tuple(float(v) for v in line.alpha * np.asarray(line.colour) + (1 - line.alpha) * asphalt)
         for off, dashed in line.stripes:
@@ -168,7 +180,7 @@ def _road(c: Canvas, s: Scene, cam: Camera, path: RoadPath, dash_phase: float, f
                 segments = [(max(d0, 0.5), min(d0 + dash_len, far), 4) for d0 in starts if d0 + dash_len > 0.5]
             else:
                 segments = [(0.5, mark_max, 40)]
-            for d0, d1, n in segments:
+            for d0, d1, n in segments if cut is None else _around(segments, cut):
                 paint = cam.polygon(path.band(o - 0.075, o + 0.075, d0, d1, n))
                 if line.gaps:
                     _paint_worn(c, cam, path, o, d0, d1, n, [(g0 + moved, g1 + moved) for g0, g1 in line.gaps], colour)
@@ -178,7 +190,36 @@ def _road(c: Canvas, s: Scene, cam: Camera, path: RoadPath, dash_phase: float, f
                 d = np.geomspace(d0, d1, n) if d0 < d1 * 0.2 else np.linspace(d0, d1, n)
                 cv2.polylines(c.lane, [cam.polygon(path.points(d, o))], False, 1, label_px)
         if line.markers:
-            _markers(c, cam, path, line, moved, mark_max)
+            _markers(c, cam, path, line, moved, mark_max, cut)
+
+
+def _around(segments: list, cut: tuple[float, float]) -> list:
+    """Painted segments (d0, d1, n) with the stretch `cut` (a crossing road) taken out."""
+    out = []
+    for d0, d1, n in segments:
+        for a, b in ((d0, min(d1, cut[0])), (max(d0, cut[1]), d1)):
+            if b - a > 0.05:
+                out.append((a, b, max(2, int(np.ceil(n * (b - a) / (d1 - d0))))))
+    return out
+
+
+def _crossing(c: Canvas, s: Scene, cam: Camera, path: RoadPath, cut: tuple[float, float], asphalt: np.ndarray) -> None:
+    """A road crossing ahead between arc lengths `cut`: asphalt over the kerbs and verges, drivable (BDD100K's
+    alternative drivable area, which YOLOP's drivable label merges), its centre line painted and labelled on
+    both arms. Props and parked cars were kept off it when the scene was drawn."""
+    o = np.linspace(-CROSSING_ARM, CROSSING_ARM, 41)
+    d0, d1 = cut
+    poly = cam.polygon(np.concatenate([path.points(np.full_like(o, d0), o), path.points(np.full_like(o, d1), o[::-1])]))
+    cv2.fillPoly(c.image, [poly], tuple(asphalt), cv2.LINE_AA)
+    cv2.fillPoly(c.drivable, [poly], 1)
+    mid, label_px = (d0 + d1) / 2, max(1, int(round(LANE_LABEL_PX * c.w / 1280)))
+    right, left = s.n_ego * s.lane_w + s.shoulder, -s.n_opp * s.lane_w - (s.shoulder if s.n_opp else 0.5)
+    for a, b in ((-CROSSING_ARM, left - 1.0), (right + 1.0, CROSSING_ARM)):
+        arm = np.linspace(a, b, 21)
+        paint = cam.polygon(np.concatenate([path.points(np.full_like(arm, mid - 0.075), arm), path.points(np.full_like(arm, mid + 0.075), arm[::-1])]))
+        cv2.fillPoly(c.image, [paint], (40.0, 175.0, 225.0), cv2.LINE_AA)
+        cv2.fillPoly(c.lane, [paint], 1)
+        cv2.polylines(c.lane, [cam.polygon(path.points(np.full_like(arm, mid), arm))], False, 1, label_px)
 
 
 def _paint_worn(c: Canvas, cam: Camera, path: RoadPath, o: float, d0: float, d1: float, n: int, gaps: list, colour: tuple) -> None:
@@ -194,14 +235,14 @@ def _paint_worn(c: Canvas, cam: Camera, path: RoadPath, o: float, d0: float, d1:
             return
 
 
-def _markers(c: Canvas, cam: Camera, path: RoadPath, line, moved: float, mark_max: float) -> None:
+def _markers(c: Canvas, cam: Camera, path: RoadPath, line, moved: float, mark_max: float, cut: tuple[float, float] | None) -> None:
     """Raised pavement markers: small bright squares on the line every `spacing` metres (not labelled: they sit
     on the labelled line)."""
     spacing, phase = line.markers
     colour = tuple(float(min(255.0, v * 1.1 + 20)) for v in line.colour)
     half = MARKER_M / 2
     for d in np.arange((phase + moved) % spacing, mark_max, spacing):
-        if d > 1.0:
+        if d > 1.0 and (cut is None or not cut[0] - MARKER_M < d < cut[1]):
             corners = np.concatenate([path.band(line.o - half, line.o + half, d, d + MARKER_M, 2, y) for y in (0.0, MARKER_H)])
             cv2.fillPoly(c.image, [cv2.convexHull(cam.polygon(corners))], colour, cv2.LINE_AA)
 

@@ -130,6 +130,7 @@ class Scene:
     motion: tuple = (0.0, 0.0)  # directional blur (length in px at 1280 wide, angle in radians)
     lens: tuple = (0.0, 0.0)  # radial distortion (k1, k2), OpenCV's sign (0, 0 = pinhole)
     hill: tuple = (0.0, 0.0)  # (start metres, vertical curvature 1/m: > 0 sag, < 0 crest; 0 = flat), `Hill`
+    crossing: tuple = ()  # (arc length of its near edge, width) metres of a road crossing ahead (() = none)
 
     @property
     def camera_o(self) -> float:
@@ -376,8 +377,8 @@ def _wide(rng: np.random.Generator, s: Scene, dom: Domain, prop_range: tuple[flo
 
 
 def _road_shape_and_paint(rng: np.random.Generator, s: Scene, dom: Domain) -> None:
-    """Lens distortion, hills, worn paint and raised markers (drawn after the other factors, so that adding
-    them left the draws of those unchanged)."""
+    """Lens distortion, hills, worn paint, raised markers and a crossing road (drawn after the other factors, so
+    that adding them left the draws of those unchanged)."""
     if dom.distortion_p and rng.random() < dom.distortion_p:
         s.lens = (rng.uniform(*dom.distortion_k1), rng.uniform(*dom.distortion_k2))
     if dom.hill_p and rng.random() < dom.hill_p:
@@ -391,6 +392,30 @@ def _road_shape_and_paint(rng: np.random.Generator, s: Scene, dom: Domain) -> No
         for line in s.lines:
             if rng.random() < 0.8:
                 line.markers = (spacing, rng.uniform(0.0, spacing))
+    if dom.intersection_p and rng.random() < dom.intersection_p:
+        _add_crossing(s, rng.uniform(15.0, 70.0), rng.uniform(6.0, 14.0))
+
+
+def _add_crossing(s: Scene, d: float, width: float) -> None:
+    """A road crossing at arc length d: roadside props and parked cars that would stand on it are removed."""
+    s.crossing = (float(d), float(width))
+    lo, hi = d - 1.0, d + width + 1.0
+
+    def clear(start: float, end: float) -> bool:
+        return end < lo or start > hi
+
+    road_o = (-s.n_opp * s.lane_w, s.n_ego * s.lane_w)
+    s.props = [p for p in s.props if road_o[0] <= p.o <= road_o[1] or clear(*_prop_span(p))]
+    s.vehicles = [v for v in s.vehicles if v.speed > 0 or clear(v.d, v.d + v.length)]
+
+
+def _prop_span(p: Prop) -> tuple[float, float]:
+    """Arc-length extent of a roadside prop (buildings are centred on d, rails and barriers start at d)."""
+    if p.kind == "building":
+        return p.d - p.size[0] / 2, p.d + p.size[0] / 2
+    if p.kind in ("rail", "barrier", "wall"):
+        return p.d, p.d + p.size[0]
+    return p.d - 0.5, p.d + 0.5
 
 
 def _worn_gaps(rng: np.random.Generator) -> tuple:

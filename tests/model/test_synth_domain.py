@@ -50,6 +50,7 @@ def test_wide_draws_wider_ranges():
     ("hills", lambda s: s.hill[1] != 0),
     ("worn", lambda s: all(line.gaps and line.alpha < 0.9 for line in s.lines)),
     ("lens", lambda s: s.lens != (0.0, 0.0)),
+    ("intersection", lambda s: bool(s.crossing)),
 ])
 def test_each_condition_fixes_its_factor(condition, check):
     assert all(check(s) for s in scenes(load_domain("wide", condition), 12))
@@ -60,7 +61,7 @@ def test_shadow_curve_and_density_conditions_shift_their_factor():
     assert np.mean([len(s.shadows) for s in scenes(load_domain("wide", "shadows"))]) > 3
     assert np.mean([abs(s.k0) for s in scenes(load_domain("wide", "curves"))]) > 2 * np.mean([abs(s.k0) for s in wide])
     assert np.mean([len(s.vehicles) for s in scenes(load_domain("wide", "dense"))]) > 1.5 * np.mean([len(s.vehicles) for s in wide])
-    assert set(CONDITIONS) >= {"night", "rain", "fog", "shadows", "concrete", "curves", "dense", "glare", "hills", "worn", "lens"}
+    assert set(CONDITIONS) >= {"night", "rain", "fog", "shadows", "concrete", "curves", "dense", "glare", "hills", "worn", "lens", "intersection"}
 
 
 def test_light_only_factors_leave_the_labels_alone():
@@ -130,7 +131,7 @@ def test_cli_domain_and_condition(tmp_path):
     assert bad.returncode != 0 and "unknown condition 'snow'" in bad.stdout + bad.stderr and "Traceback" not in bad.stdout + bad.stderr
 
 
-ALL_ON = dataclasses.replace(load_domain("wide"), distortion_p=1.0, hill_p=1.0, worn_p=1.0, markers_p=1.0)
+ALL_ON = dataclasses.replace(load_domain("wide"), distortion_p=1.0, hill_p=1.0, worn_p=1.0, markers_p=1.0, intersection_p=1.0)
 
 
 def test_new_factors_appear_in_wide_at_their_rates_and_never_in_classic():
@@ -141,6 +142,7 @@ def test_new_factors_appear_in_wide_at_their_rates_and_never_in_classic():
         "hill_p": np.mean([s.hill[1] != 0 for s in wide]),
         "worn_p": np.mean([any(line.gaps for line in s.lines) for s in wide if s.lines]) ,
         "markers_p": np.mean([any(line.markers for line in s.lines) for s in wide if len(s.lines) >= 3]),
+        "intersection_p": np.mean([bool(s.crossing) for s in wide]),
     }
     for key, rate in rates.items():
         assert abs(rate - getattr(dom, key)) < 0.09, (key, rate)
@@ -148,14 +150,14 @@ def test_new_factors_appear_in_wide_at_their_rates_and_never_in_classic():
     assert np.ptp([s.lens[0] for s in wide if s.lens[0]]) > 0.06  # barrel and pincushion
     assert min(s.lens[0] for s in wide) < 0 < max(s.lens[0] for s in wide)
     classic = scenes(load_domain("classic"), 60)
-    assert not any(s.lens != (0.0, 0.0) or s.hill != (0.0, 0.0) or any(line.gaps or line.markers for line in s.lines) for s in classic)
+    assert not any(s.lens != (0.0, 0.0) or s.hill != (0.0, 0.0) or s.crossing or any(line.gaps or line.markers for line in s.lines) for s in classic)
 
 
 def test_new_factors_are_deterministic_by_seed():
     a, b, other = make_scene(5, 2, W, H, ALL_ON), make_scene(5, 2, W, H, ALL_ON), make_scene(5, 3, W, H, ALL_ON)
     assert a[0] == b[0] and np.array_equal(a[1].image, b[1].image) and a[1].labels == b[1].labels
     assert np.array_equal(a[1].lane, b[1].lane) and np.array_equal(a[1].drivable, b[1].drivable)
-    assert a[0].lens != other[0].lens and a[0].hill != other[0].hill
+    assert a[0].lens != other[0].lens and a[0].hill != other[0].hill and a[0].crossing != other[0].crossing
 
 
 def test_lens_points_invert_the_image_map():
@@ -268,3 +270,26 @@ def test_worn_paint_and_markers_change_the_image_not_the_lane_label():
     assert np.array_equal(worn.lane, painted.lane) and np.array_equal(worn.drivable, painted.drivable) and worn.labels == painted.labels
     paint = painted.lane.astype(bool)
     assert np.abs(worn.image.astype(int) - painted.image)[paint].mean() > 2 * np.abs(worn.image.astype(int) - painted.image)[~paint].mean()
+
+
+def test_a_crossing_road_is_drivable_interrupts_the_lines_and_is_kept_clear():
+    """The crossing widens the drivable area beyond the road's edges, the road's own lines stop across it, its
+    centre line is labelled, and no roadside prop or parked car stands on it."""
+    for i in range(4):
+        s = sample_scene(np.random.default_rng([6, i]), 640, 360, domain=load_domain("wide", "intersection"))
+        s.hill, s.lens, s.crossing = (0.0, 0.0), (0.0, 0.0), (15.0, 14.0)
+        with_crossing, without = render(s), render(dataclasses.replace(s, crossing=()))
+        assert with_crossing.drivable.sum() > without.drivable.sum()
+        cam = Camera(640, 360, s.f, 320 + s.principal[0], 180 + s.principal[1], s.cam_h, s.pitch, s.roll)
+        path = RoadPath.clothoid(s.k0, s.k1, s.yaw, -s.camera_o)
+        inside = np.zeros((360, 640), np.uint8)
+        for line in s.lines:  # where the road's lines would run across the crossing (not near its edges)
+            cv2.polylines(inside, [cam.polygon(path.points(np.linspace(19.0, 25.0, 20), line.o))], False, 1, 1)
+        assert without.lane[inside > 0].any() or not s.lines
+        assert not with_crossing.lane[(inside > 0) & (with_crossing.ids == 0)].any()
+        assert with_crossing.lane.sum() != without.lane.sum()
+    s = sample_scene(np.random.default_rng([6, 0]), W, H, domain=load_domain("wide", "intersection"))
+    d0, d1 = s.crossing[0], s.crossing[0] + s.crossing[1]
+    edge = (-s.n_opp * s.lane_w, s.n_ego * s.lane_w)
+    assert not [p for p in s.props if not edge[0] <= p.o <= edge[1] and p.kind in ("tree", "lamp", "traffic sign") and d0 - 1 < p.d < d1 + 1]
+    assert not [v for v in s.vehicles if v.speed == 0 and v.d < d1 and v.d + v.length > d0]
