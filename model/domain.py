@@ -47,6 +47,7 @@ class Domain:
     worn_p: float = 0.0  # worn paint: faded lines with gaps (the lane label keeps the intended line)
     markers_p: float = 0.0  # raised pavement markers (small reflective dots) along the lines
     intersection_p: float = 0.0  # a road crossing ahead (its lanes drivable, the road's lines interrupted)
+    merge_p: float = 0.0  # the rightmost ego lane ends (merge) or starts (split) ahead, where there are 2+ lanes
     # light and weather
     timeofday: dict[str, float] = field(default_factory=lambda: {"daytime": 0.58, "dawn/dusk": 0.14, "night": 0.28})
     weather: dict[str, float] = field(default_factory=lambda: {"clear": 0.5, "overcast": 0.25, "rainy": 0.15, "foggy": 0.1})
@@ -85,6 +86,7 @@ CONDITIONS: dict[str, dict] = {
     "worn": {"worn_p": 1.0, "markers_p": 0.5},
     "lens": {"distortion_p": 1.0},
     "intersection": {"intersection_p": 1.0},
+    "merges": {"merge_p": 1.0, "lanes_highway": (0.0, 0.5, 0.3, 0.2), "lanes_other": (0.0, 0.6, 0.3, 0.1), "concrete_p": 0.0, "intersection_p": 0.0},
 }
 BUILTIN = ("classic", "wide")
 

@@ -9,9 +9,12 @@ reference line (the divider between oncoming and ego lanes), positive to the rig
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
+Offset = float | Callable[[np.ndarray], np.ndarray]  # a lateral offset, fixed or a function of the arc length
 
 NEAR = 0.3  # metres: points closer than this along the optical axis are not projected
 GRADE_MAX = 0.08  # steepest grade of a hill
@@ -146,10 +149,16 @@ class RoadPath:
         p = np.array([np.interp(d, self.d, self.x), 0.0, np.interp(d, self.d, self.z)])
         return p, np.array([np.sin(theta), 0.0, np.cos(theta)]), np.array([np.cos(theta), 0.0, -np.sin(theta)])
 
-    def band(self, o0: float, o1: float, d0: float, d1: float, n: int = 48, y: float = 0.0) -> np.ndarray:
-        """Ground polygon (2n, 3) of the strip between offsets o0 and o1 from d0 to d1 (geometric sampling)."""
+    def band(self, o0: Offset, o1: Offset, d0: float, d1: float, n: int = 48, y: float = 0.0) -> np.ndarray:
+        """Ground polygon (2n, 3) of the strip between offsets o0 and o1 (fixed or varying along the road) from d0
+        to d1 (geometric sampling)."""
         d = np.geomspace(max(d0, 0.5), d1, n) if d0 < d1 * 0.2 else np.linspace(d0, d1, n)
-        return np.concatenate([self.points(d, o0, y), self.points(d[::-1], o1, y)])
+        return np.concatenate([self.points(d, offset_at(o0, d), y), self.points(d[::-1], offset_at(o1, d[::-1]), y)])
+
+
+def offset_at(o: Offset, d: np.ndarray) -> np.ndarray | float:
+    """The value of a lateral offset at arc lengths d."""
+    return o(d) if callable(o) else o
 
 
 # faces of a box as corner indices (corners: bit0 = +length, bit1 = +width (right), bit2 = +height) ordered

@@ -1,8 +1,9 @@
 """Render a `model.synth_scene.Scene` to a BGR frame with exact labels.
 
 Labels come from the same geometry as the pixels:
-- drivable: the ego road's surface (ego-direction lanes between the divider and the right edge), minus
-  whatever stands in front of it (vehicles, people, the ego hood);
+- drivable: the ego road's surface (ego-direction lanes between the divider and the right edge, which moves in
+  where a lane ends or starts ahead) and a crossing road ahead, minus whatever stands in front of it
+  (vehicles, people, the ego hood);
 - lane: every painted marking, each as its painted polygon united with its centre line drawn
   `LANE_LABEL_PX` (8) px wide at 1280x720 (scaled with the width), the width of YOLOP's train labels;
   hidden where something stands in front;
@@ -18,13 +19,14 @@ outlines with the same model before their boxes are taken.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
 import cv2
 import numpy as np
 
-from model.synth_geometry import Camera, Hill, RoadPath
+from model.synth_geometry import Camera, Hill, Offset, RoadPath, offset_at
 from model.synth_lens import Lens
 from model.synth_scene import Scene
 from model.synth_things import Thing, prop_thing, two_wheeler_things, vehicle_thing
@@ -145,17 +147,18 @@ def _road(c: Canvas, s: Scene, cam: Camera, path: RoadPath, dash_phase: float, f
     side_l = s.shoulder if s.n_opp else 0.5
     kerb = (185, 185, 182)
     walk = (150, 150, 148) if s.scene_type == "city street" else s.terrain
-    bands = [(right + s.shoulder, right + s.shoulder + 0.25, kerb), (left - side_l - 0.25, left - side_l, kerb),
-             (right + s.shoulder + 0.25, right + s.shoulder + 0.25 + s.sidewalk, walk),
+    edge = _right_side(s)
+    bands = [(edge(right + s.shoulder), edge(right + s.shoulder + 0.25), kerb), (left - side_l - 0.25, left - side_l, kerb),
+             (edge(right + s.shoulder + 0.25), edge(right + s.shoulder + 0.25 + s.sidewalk), walk),
              (left - side_l - 0.25 - s.sidewalk, left - side_l - 0.25, walk),
-             (left - side_l, right + s.shoulder, tuple(asphalt * 1.06)), (left, right, tuple(asphalt))]
+             (left - side_l, edge(right + s.shoulder), tuple(asphalt * 1.06)), (left, edge(right), tuple(asphalt))]
     for o0, o1, colour in bands:
         cv2.fillPoly(c.image, [cam.polygon(path.band(o0, o1, 0.5, far, 64))], tuple(float(v) for v in colour), cv2.LINE_AA)
     for d, o, length, width, dark in s.patches:
         if d + length > 1.0 and d < far:  # (drive clips: patches already passed are skipped, those under the car cut)
             band = path.band(o - width / 2, o + width / 2, max(d, 0.5), min(d + length, far), 6)
             cv2.fillPoly(c.image, [cam.polygon(band)], tuple(asphalt * dark), cv2.LINE_AA)
-    cv2.fillPoly(c.drivable, [cam.polygon(path.band(0.0, right, 0.5, far, 64))], 1)
+    cv2.fillPoly(c.drivable, [cam.polygon(path.band(0.0, edge(right), 0.5, far, 64))], 1)
     moved = dash_phase - s.dash[2]  # drive clips: worn gaps, markers and a crossing move with the paint
     cut = None
     if s.crossing and s.crossing[0] + moved < far:
@@ -174,23 +177,38 @@ def _markings(c: Canvas, s: Scene, cam: Camera, path: RoadPath, dash_phase: floa
     for line in s.lines:
         colour = tuple(float(v) for v in line.alpha * np.asarray(line.colour) + (1 - line.alpha) * asphalt)
         for off, dashed in line.stripes:
-            o = line.o + off
+            at = _line_offsets(s, line.o + off, line.follows_edge)
             if dashed:
                 starts = np.arange(dash_phase % period - period, mark_max, period)
                 segments = [(max(d0, 0.5), min(d0 + dash_len, far), 4) for d0 in starts if d0 + dash_len > 0.5]
             else:
                 segments = [(0.5, mark_max, 40)]
+            if line.span:
+                segments = _around(_around(segments, (-1e9, line.span[0])), (line.span[1], 1e9))
             for d0, d1, n in segments if cut is None else _around(segments, cut):
-                paint = cam.polygon(path.band(o - 0.075, o + 0.075, d0, d1, n))
+                paint = cam.polygon(path.band(at(-0.075), at(0.075), d0, d1, n))
                 if line.gaps:
-                    _paint_worn(c, cam, path, o, d0, d1, n, [(g0 + moved, g1 + moved) for g0, g1 in line.gaps], colour)
+                    _paint_worn(c, cam, path, at, d0, d1, n, [(g0 + moved, g1 + moved) for g0, g1 in line.gaps], colour)
                 else:
                     cv2.fillPoly(c.image, [paint], colour, cv2.LINE_AA)
                 cv2.fillPoly(c.lane, [paint], 1)
                 d = np.geomspace(d0, d1, n) if d0 < d1 * 0.2 else np.linspace(d0, d1, n)
-                cv2.polylines(c.lane, [cam.polygon(path.points(d, o))], False, 1, label_px)
+                cv2.polylines(c.lane, [cam.polygon(path.points(d, offset_at(at(0.0), d)))], False, 1, label_px)
         if line.markers:
-            _markers(c, cam, path, line, moved, mark_max, cut)
+            _markers(c, cam, path, line, moved, mark_max, cut, _line_offsets(s, line.o, line.follows_edge))
+
+
+def _right_side(s: Scene) -> Callable[[float], Offset]:
+    """Offset -> the same offset following the right road edge (moved in where a tapered lane is missing)."""
+    if not s.taper:
+        return lambda o: o
+    return lambda o: (lambda d: o + s.right_shift(d))
+
+
+def _line_offsets(s: Scene, o: float, follows_edge: bool) -> Callable[[float], Offset]:
+    """k -> the offset o + k across a line, following the right road edge for the edge line of a tapered lane."""
+    edge = _right_side(s) if follows_edge else (lambda v: v)
+    return lambda k: edge(o + k)
 
 
 def _around(segments: list, cut: tuple[float, float]) -> list:
@@ -222,28 +240,31 @@ def _crossing(c: Canvas, s: Scene, cam: Camera, path: RoadPath, cut: tuple[float
         cv2.polylines(c.lane, [cam.polygon(path.points(np.full_like(arm, mid), arm))], False, 1, label_px)
 
 
-def _paint_worn(c: Canvas, cam: Camera, path: RoadPath, o: float, d0: float, d1: float, n: int, gaps: list, colour: tuple) -> None:
-    """Paint the stripe [d0, d1] at offset o except where the paint is worn off (image only: the label keeps it)."""
+def _paint_worn(c: Canvas, cam: Camera, path: RoadPath, at: Callable[[float], Offset], d0: float, d1: float, n: int, gaps: list,
+                colour: tuple) -> None:
+    """Paint the stripe [d0, d1] of a line (`at(k)`: offset k across it) except where the paint is worn off
+    (image only: the label keeps it)."""
     start = d0
     for g0, g1 in sorted(gaps) + [(d1, d1)]:
         end = min(g0, d1)
         if end - start > 0.05:
             k = max(2, int(np.ceil(n * (end - start) / (d1 - d0))))
-            cv2.fillPoly(c.image, [cam.polygon(path.band(o - 0.075, o + 0.075, start, end, k))], colour, cv2.LINE_AA)
+            cv2.fillPoly(c.image, [cam.polygon(path.band(at(-0.075), at(0.075), start, end, k))], colour, cv2.LINE_AA)
         start = max(start, g1)
         if start >= d1:
             return
 
 
-def _markers(c: Canvas, cam: Camera, path: RoadPath, line, moved: float, mark_max: float, cut: tuple[float, float] | None) -> None:
-    """Raised pavement markers: small bright squares on the line every `spacing` metres (not labelled: they sit
-    on the labelled line)."""
+def _markers(c: Canvas, cam: Camera, path: RoadPath, line, moved: float, mark_max: float, cut: tuple[float, float] | None,
+             at: Callable[[float], Offset]) -> None:
+    """Raised pavement markers: small bright squares on the line (`at(k)`: offset k across it) every `spacing`
+    metres where it is painted (not labelled: they sit on the labelled line)."""
     spacing, phase = line.markers
     colour = tuple(float(min(255.0, v * 1.1 + 20)) for v in line.colour)
     half = MARKER_M / 2
     for d in np.arange((phase + moved) % spacing, mark_max, spacing):
-        if d > 1.0 and (cut is None or not cut[0] - MARKER_M < d < cut[1]):
-            corners = np.concatenate([path.band(line.o - half, line.o + half, d, d + MARKER_M, 2, y) for y in (0.0, MARKER_H)])
+        if d > 1.0 and (cut is None or not cut[0] - MARKER_M < d < cut[1]) and (not line.span or line.span[0] <= d <= line.span[1]):
+            corners = np.concatenate([path.band(at(-half), at(half), d, d + MARKER_M, 2, y) for y in (0.0, MARKER_H)])
             cv2.fillPoly(c.image, [cv2.convexHull(cam.polygon(corners))], colour, cv2.LINE_AA)
 
 

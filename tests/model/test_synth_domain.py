@@ -51,6 +51,7 @@ def test_wide_draws_wider_ranges():
     ("worn", lambda s: all(line.gaps and line.alpha < 0.9 for line in s.lines)),
     ("lens", lambda s: s.lens != (0.0, 0.0)),
     ("intersection", lambda s: bool(s.crossing)),
+    ("merges", lambda s: bool(s.taper)),
 ])
 def test_each_condition_fixes_its_factor(condition, check):
     assert all(check(s) for s in scenes(load_domain("wide", condition), 12))
@@ -61,7 +62,7 @@ def test_shadow_curve_and_density_conditions_shift_their_factor():
     assert np.mean([len(s.shadows) for s in scenes(load_domain("wide", "shadows"))]) > 3
     assert np.mean([abs(s.k0) for s in scenes(load_domain("wide", "curves"))]) > 2 * np.mean([abs(s.k0) for s in wide])
     assert np.mean([len(s.vehicles) for s in scenes(load_domain("wide", "dense"))]) > 1.5 * np.mean([len(s.vehicles) for s in wide])
-    assert set(CONDITIONS) >= {"night", "rain", "fog", "shadows", "concrete", "curves", "dense", "glare", "hills", "worn", "lens", "intersection"}
+    assert set(CONDITIONS) >= {"night", "rain", "fog", "shadows", "concrete", "curves", "dense", "glare", "hills", "worn", "lens", "intersection", "merges"}
 
 
 def test_light_only_factors_leave_the_labels_alone():
@@ -131,7 +132,7 @@ def test_cli_domain_and_condition(tmp_path):
     assert bad.returncode != 0 and "unknown condition 'snow'" in bad.stdout + bad.stderr and "Traceback" not in bad.stdout + bad.stderr
 
 
-ALL_ON = dataclasses.replace(load_domain("wide"), distortion_p=1.0, hill_p=1.0, worn_p=1.0, markers_p=1.0, intersection_p=1.0)
+ALL_ON = dataclasses.replace(load_domain("wide"), distortion_p=1.0, hill_p=1.0, worn_p=1.0, markers_p=1.0, intersection_p=1.0, merge_p=1.0)
 
 
 def test_new_factors_appear_in_wide_at_their_rates_and_never_in_classic():
@@ -143,6 +144,7 @@ def test_new_factors_appear_in_wide_at_their_rates_and_never_in_classic():
         "worn_p": np.mean([any(line.gaps for line in s.lines) for s in wide if s.lines]) ,
         "markers_p": np.mean([any(line.markers for line in s.lines) for s in wide if len(s.lines) >= 3]),
         "intersection_p": np.mean([bool(s.crossing) for s in wide]),
+        "merge_p": np.mean([bool(s.taper) for s in wide if s.n_ego >= 2 and not s.concrete and not s.crossing]),
     }
     for key, rate in rates.items():
         assert abs(rate - getattr(dom, key)) < 0.09, (key, rate)
@@ -150,7 +152,7 @@ def test_new_factors_appear_in_wide_at_their_rates_and_never_in_classic():
     assert np.ptp([s.lens[0] for s in wide if s.lens[0]]) > 0.06  # barrel and pincushion
     assert min(s.lens[0] for s in wide) < 0 < max(s.lens[0] for s in wide)
     classic = scenes(load_domain("classic"), 60)
-    assert not any(s.lens != (0.0, 0.0) or s.hill != (0.0, 0.0) or s.crossing or any(line.gaps or line.markers for line in s.lines) for s in classic)
+    assert not any(s.lens != (0.0, 0.0) or s.hill != (0.0, 0.0) or s.crossing or s.taper or any(line.gaps or line.markers for line in s.lines) for s in classic)
 
 
 def test_new_factors_are_deterministic_by_seed():
@@ -233,7 +235,7 @@ def test_a_crest_ends_the_road_and_hides_what_lies_beyond():
     beyond = 0
     for i in range(4):
         s = sample_scene(np.random.default_rng([8, i]), W, H, domain=load_domain("wide", "hills"))
-        s.hill, s.lens = (8.0, -1 / 900), (0.0, 0.0)
+        s.hill, s.lens, s.taper = (8.0, -1 / 900), (0.0, 0.0), ()
         cam = Camera(W, H, s.f, W / 2 + s.principal[0], H / 2 + s.principal[1], s.cam_h, s.pitch, s.roll, Hill(*s.hill))
         z_crest, (a, b) = cam.crest()
         assert 20 < z_crest < 120
@@ -293,3 +295,30 @@ def test_a_crossing_road_is_drivable_interrupts_the_lines_and_is_kept_clear():
     edge = (-s.n_opp * s.lane_w, s.n_ego * s.lane_w)
     assert not [p for p in s.props if not edge[0] <= p.o <= edge[1] and p.kind in ("tree", "lamp", "traffic sign") and d0 - 1 < p.d < d1 + 1]
     assert not [v for v in s.vehicles if v.speed == 0 and v.d < d1 and v.d + v.length > d0]
+
+
+def test_a_lane_that_ends_or_starts_ahead_narrows_the_road_and_its_labels():
+    """Where the rightmost lane is missing, the drivable area loses it, the edge line label follows the moved edge
+    and no traffic drives in it."""
+    kinds = set()
+    for i in range(6):
+        s = sample_scene(np.random.default_rng([9, i]), 640, 360, domain=load_domain("wide", "merges"))
+        s.hill, s.lens = (0.0, 0.0), (0.0, 0.0)
+        d0, d1, ends = s.taper
+        kinds.add(ends)
+        tapered, full = render(s), render(dataclasses.replace(s, taper=()))
+        assert not (tapered.drivable & ~full.drivable & (full.ids == 0)).any()  # only narrower
+        assert tapered.drivable.sum() < full.drivable.sum() - 50
+        divider = (s.n_ego - 1) * s.lane_w
+        gone = [v for v in s.vehicles if divider < v.o < s.n_ego * s.lane_w and (v.d + v.length > d0 if ends else v.d < d1)]
+        assert not gone
+        edge_line = [line for line in s.lines if line.follows_edge]
+        if edge_line:
+            cam = Camera(640, 360, s.f, 320 + s.principal[0], 180 + s.principal[1], s.cam_h, s.pitch, s.roll)
+            path = RoadPath.clothoid(s.k0, s.k1, s.yaw, -s.camera_o)
+            d = np.linspace(d1 + 2, d1 + 20, 10) if ends else np.linspace(3.0, d0 - 1, 10)
+            uv = np.round(cam.project(path.points(d, edge_line[0].o - s.lane_w))[0]).astype(int)
+            ok = (uv[:, 0] >= 0) & (uv[:, 0] < 640) & (uv[:, 1] >= 0) & (uv[:, 1] < 360)
+            seen = [tapered.lane[v, u] for u, v in uv[ok] if tapered.ids[v, u] == 0]
+            assert seen and all(seen)
+    assert kinds == {True, False}
