@@ -31,6 +31,9 @@ class Domain:
     roll_sd: float = 0.012
     principal_sd: float = 0.0  # principal point offset, share of the image size
     hood_p: float = 0.35  # ego hood visible at the bottom
+    distortion_p: float = 0.0  # mild radial lens distortion (image and labels warped with one map)
+    distortion_k1: tuple[float, float] = (-0.06, 0.04)  # OpenCV's sign: < 0 barrel, > 0 pincushion
+    distortion_k2: tuple[float, float] = (-0.01, 0.01)
     # road
     lanes_highway: tuple[float, ...] = (0.2, 0.35, 0.3, 0.15)  # P(1, 2, ... ego lanes) on highways
     lanes_other: tuple[float, ...] = (0.45, 0.35, 0.15, 0.05)
@@ -39,6 +42,12 @@ class Domain:
     asphalt: tuple[int, int] = (58, 125)  # grey level of asphalt
     concrete_p: float = 0.0  # light concrete pavement (grey 150-200) with tar seams
     patches: float = 2.0  # mean asphalt repairs per scene
+    hill_p: float = 0.0  # a vertical curve ahead: crest (road falls away, may hide what lies beyond) or sag (rises)
+    hill_radius: tuple[float, float] = (800.0, 5000.0)  # metres, radius of the vertical curve
+    worn_p: float = 0.0  # worn paint: faded lines with gaps (the lane label keeps the intended line)
+    markers_p: float = 0.0  # raised pavement markers (small reflective dots) along the lines
+    intersection_p: float = 0.0  # a road crossing ahead (its lanes drivable, the road's lines interrupted)
+    merge_p: float = 0.0  # the rightmost ego lane ends (merge) or starts (split) ahead, where there are 2+ lanes
     # light and weather
     timeofday: dict[str, float] = field(default_factory=lambda: {"daytime": 0.58, "dawn/dusk": 0.14, "night": 0.28})
     weather: dict[str, float] = field(default_factory=lambda: {"clear": 0.5, "overcast": 0.25, "rainy": 0.15, "foggy": 0.1})
@@ -73,6 +82,11 @@ CONDITIONS: dict[str, dict] = {
     "curves": {"curvature_sd": 1 / 120, "curvature_rate_sd": 1 / 8000},
     "dense": {"density": (2.5, 4.0)},
     "glare": {"timeofday": {"daytime": 0.6, "dawn/dusk": 0.4}, "weather": {"clear": 1.0}, "glare_p": 1.0},
+    "hills": {"hill_p": 1.0},
+    "worn": {"worn_p": 1.0, "markers_p": 0.5},
+    "lens": {"distortion_p": 1.0},
+    "intersection": {"intersection_p": 1.0},
+    "merges": {"merge_p": 1.0, "lanes_highway": (0.0, 0.5, 0.3, 0.2), "lanes_other": (0.0, 0.6, 0.3, 0.1), "concrete_p": 0.0, "intersection_p": 0.0},
 }
 BUILTIN = ("classic", "wide")
 

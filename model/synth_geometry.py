@@ -1,6 +1,6 @@
-"""Geometry of the synthetic scenes: a pinhole camera with pitch and roll over a flat ground plane, and a
-road path described by its heading along the arc length (curvature integrated), so that scenes and drive
-clips share one renderer.
+"""Geometry of the synthetic scenes: a pinhole camera with pitch and roll over the ground (flat, or lifted by a
+`Hill`), and a road path described by its heading along the arc length (curvature integrated), so that scenes
+and drive clips share one renderer.
 
 Ground frame: X right, Y up, Z forward, metres, origin on the ground below the camera.
 Road coordinates: `d` = arc length ahead of the camera along the road, `o` = lateral offset from the road's
@@ -9,16 +9,39 @@ reference line (the divider between oncoming and ego lanes), positive to the rig
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+Offset = float | Callable[[np.ndarray], np.ndarray]  # a lateral offset, fixed or a function of the arc length
+
 NEAR = 0.3  # metres: points closer than this along the optical axis are not projected
+GRADE_MAX = 0.08  # steepest grade of a hill
+HILL_END = 250.0  # metres: the ground levels off beyond (where the road ends)
+
+
+@dataclass(frozen=True)
+class Hill:
+    """A vertical curve of the ground, a function of the forward distance Z only (a cylindrical hill): flat up to
+    `start`, then a parabola of curvature `k` (1/m; > 0 sag: the ground rises, < 0 crest: it falls away) until
+    the grade reaches GRADE_MAX, level again beyond HILL_END. Everything on the ground (road, markings,
+    vehicles, props, shadows) is lifted by the same height, so it all stays on the surface."""
+
+    start: float
+    k: float
+
+    def height(self, z: np.ndarray) -> np.ndarray:
+        """Ground height (metres) at forward distances z."""
+        t = np.clip(np.asarray(z, dtype=np.float64), self.start, HILL_END) - self.start
+        bend = np.minimum(t, GRADE_MAX / abs(self.k))  # length of the parabola before the grade is capped
+        return 0.5 * self.k * bend**2 + self.k * bend * (t - bend)
 
 
 @dataclass
 class Camera:
-    """Pinhole camera `cam_h` metres above the ground, pitched down by `pitch` and rolled by `roll` (radians)."""
+    """Pinhole camera `cam_h` metres above the ground at its feet, pitched down by `pitch` and rolled by `roll`
+    (radians), over flat ground or a `hill`."""
 
     width: int
     height: int
@@ -28,27 +51,66 @@ class Camera:
     cam_h: float
     pitch: float
     roll: float
+    hill: Hill | None = None
 
-    def to_camera(self, pts: np.ndarray) -> np.ndarray:
-        """Ground-frame points (..., 3) -> camera coordinates (..., 3): x right, y down, z forward."""
-        x, y, z = pts[..., 0], self.cam_h - pts[..., 1], pts[..., 2]
+    def _rotate(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Pitch then roll (y measured down from the camera)."""
         cp, sp, cr, sr = np.cos(self.pitch), np.sin(self.pitch), np.cos(self.roll), np.sin(self.roll)
         y2, z2 = cp * y - sp * z, sp * y + cp * z
         return np.stack([cr * x - sr * y2, sr * x + cr * y2, z2], axis=-1)
 
+    def to_camera(self, pts: np.ndarray) -> np.ndarray:
+        """Ground-frame points (..., 3) -> camera coordinates (..., 3): x right, y down, z forward."""
+        y = self.cam_h - pts[..., 1]
+        if self.hill is not None:
+            y = y - self.hill.height(pts[..., 2])
+        return self._rotate(pts[..., 0], y, pts[..., 2])
+
+    def eye_height(self, z: float) -> float:
+        """Height of the camera above the ground at forward distance z (the hill lifts the ground)."""
+        return self.cam_h if self.hill is None else self.cam_h - float(self.hill.height(z))
+
+    def _pixels(self, c: np.ndarray) -> np.ndarray:
+        z = np.maximum(c[..., 2], NEAR)
+        return np.stack([self.cx + self.f * c[..., 0] / z, self.cy + self.f * c[..., 1] / z], axis=-1)
+
     def project(self, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Ground-frame points (..., 3) -> (pixel coordinates (..., 2) float64, depth (...,))."""
         c = self.to_camera(pts)
-        z = np.maximum(c[..., 2], NEAR)
-        uv = np.stack([self.cx + self.f * c[..., 0] / z, self.cy + self.f * c[..., 1] / z], axis=-1)
-        return np.clip(uv, -1e5, 1e5), c[..., 2]
+        return np.clip(self._pixels(c), -1e5, 1e5), c[..., 2]
+
+    def _line(self, drop: float) -> tuple[float, float]:
+        """The image line v = a * u + b of the directions `drop` metres down per metre ahead."""
+        far = np.array([-1e7, 1e7])
+        (u0, v0), (u1, v1) = self._pixels(self._rotate(far, np.full(2, drop * 1e8), np.full(2, 1e8)))
+        a = (v1 - v0) / (u1 - u0)
+        return float(a), float(v0 - a * u0)
 
     def horizon(self) -> tuple[float, float]:
         """The horizon line v = a * u + b in pixels (vanishing points of two ground directions)."""
         far = np.array([[-1e7, 0.0, 1e8], [1e7, 0.0, 1e8]])
-        (u0, v0), (u1, v1) = self.project(far)[0]
+        (u0, v0), (u1, v1) = self._pixels(self._rotate(far[:, 0], self.cam_h - far[:, 1], far[:, 2]))
         a = (v1 - v0) / (u1 - u0)
         return float(a), float(v0 - a * u0)
+
+    def _drops(self) -> tuple[np.ndarray, np.ndarray]:
+        """Forward distances Z of the ground and the slope of the sight line to it (metres down per metre)."""
+        z = np.linspace(1.0, HILL_END, 500)
+        return z, (self.cam_h - self.hill.height(z)) / z
+
+    def skyline(self) -> tuple[float, float]:
+        """The image line where the ground meets the sky: the horizon, or above it when a hill rises ahead."""
+        if self.hill is None:
+            return self.horizon()
+        return self._line(min(0.0, float(self._drops()[1].min())))
+
+    def crest(self) -> tuple[float, tuple[float, float]] | None:
+        """(forward distance Z of the crest, its image line) when the ground hides what lies beyond, else None."""
+        if self.hill is None or self.hill.k >= 0:
+            return None
+        z, drop = self._drops()
+        i = int(np.argmin(drop))
+        return (float(z[i]), self._line(float(drop[i]))) if i < len(z) - 1 else None
 
     def polygon(self, pts: np.ndarray) -> np.ndarray:
         """Ground-frame polygon (N, 3) -> int32 pixel polygon (N, 2) for cv2.fillPoly (shift 0)."""
@@ -87,10 +149,16 @@ class RoadPath:
         p = np.array([np.interp(d, self.d, self.x), 0.0, np.interp(d, self.d, self.z)])
         return p, np.array([np.sin(theta), 0.0, np.cos(theta)]), np.array([np.cos(theta), 0.0, -np.sin(theta)])
 
-    def band(self, o0: float, o1: float, d0: float, d1: float, n: int = 48, y: float = 0.0) -> np.ndarray:
-        """Ground polygon (2n, 3) of the strip between offsets o0 and o1 from d0 to d1 (geometric sampling)."""
+    def band(self, o0: Offset, o1: Offset, d0: float, d1: float, n: int = 48, y: float = 0.0) -> np.ndarray:
+        """Ground polygon (2n, 3) of the strip between offsets o0 and o1 (fixed or varying along the road) from d0
+        to d1 (geometric sampling)."""
         d = np.geomspace(max(d0, 0.5), d1, n) if d0 < d1 * 0.2 else np.linspace(d0, d1, n)
-        return np.concatenate([self.points(d, o0, y), self.points(d[::-1], o1, y)])
+        return np.concatenate([self.points(d, offset_at(o0, d), y), self.points(d[::-1], offset_at(o1, d[::-1]), y)])
+
+
+def offset_at(o: Offset, d: np.ndarray) -> np.ndarray | float:
+    """The value of a lateral offset at arc lengths d."""
+    return o(d) if callable(o) else o
 
 
 # faces of a box as corner indices (corners: bit0 = +length, bit1 = +width (right), bit2 = +height) ordered

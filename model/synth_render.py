@@ -1,31 +1,42 @@
 """Render a `model.synth_scene.Scene` to a BGR frame with exact labels.
 
 Labels come from the same geometry as the pixels:
-- drivable: the ego road's surface (ego-direction lanes between the divider and the right edge), minus
-  whatever stands in front of it (vehicles, people, the ego hood);
+- drivable: the ego road's surface (ego-direction lanes between the divider and the right edge, which moves in
+  where a lane ends or starts ahead) and a crossing road ahead, minus whatever stands in front of it
+  (vehicles, people, the ego hood);
 - lane: every painted marking, each as its painted polygon united with its centre line drawn
   `LANE_LABEL_PX` (8) px wide at 1280x720 (scaled with the width), the width of YOLOP's train labels;
   hidden where something stands in front;
 - boxes: the full projected extent of each object (an occluded object keeps its full box, as BDD100K labels
   it), clipped to the frame; objects with less than `MIN_VISIBLE` of their in-frame silhouette visible
   (hidden or out of frame) are dropped.
+Hills lift everything by the same ground height (`model.synth_geometry.Hill`); behind a crest the road ends at
+the crest and objects beyond it show only above the crest line (their boxes stay full, like other occluded
+objects). Lens distortion (`model.synth_lens`) warps the image and the masks with one map and moves the object
+outlines with the same model before their boxes are taken.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
 import cv2
 import numpy as np
 
-from model.synth_geometry import Camera, RoadPath
+from model.synth_geometry import Camera, Hill, Offset, RoadPath, offset_at
+from model.synth_lens import Lens
 from model.synth_scene import Scene
 from model.synth_things import Thing, prop_thing, two_wheeler_things, vehicle_thing
 
 LANE_LABEL_PX = 8  # lane label line width at 1280x720
 MIN_VISIBLE = 0.03  # share of the in-frame silhouette that must be visible for a box to be kept
 MARK_MAX = 110.0  # metres: markings are painted (and labelled) up to this distance
+MARKER_M = 0.15  # raised pavement marker: footprint side and height, metres
+MARKER_H = 0.03
+CROSSING_ARM = 80.0  # metres: a crossing road is drawn this far to each side
 ROAD_MAX = 250.0
 CLUTTER = -1  # id of unlabelled objects (and the hood) in Frame.ids; 0 = road, ground and sky
 
@@ -93,8 +104,9 @@ class Canvas:
 
 
 def _background(c: Canvas, s: Scene, cam: Camera, rng: np.random.Generator) -> np.ndarray:
-    """Sky gradient above the horizon, terrain below, a far tree line or skyline; returns the horizon distance map."""
-    a, b = cam.horizon()
+    """Sky gradient above the skyline (the horizon on flat ground), terrain below, a far tree line or city
+    skyline; returns the map of the distance below the skyline."""
+    a, b = cam.skyline()
     yy, xx = _grid(c.h, c.w)
     dist = yy - (a * xx + b)
     qy, qx = _grid(c.h // 8, c.w // 8)
@@ -127,45 +139,138 @@ def _background(c: Canvas, s: Scene, cam: Camera, rng: np.random.Generator) -> n
     return dist
 
 
-def _road(c: Canvas, s: Scene, cam: Camera, path: RoadPath, dash_phase: float) -> None:
-    """Road bands, repairs, the drivable label and painted markings with their lane label."""
+def _road(c: Canvas, s: Scene, cam: Camera, path: RoadPath, dash_phase: float, far: float = ROAD_MAX) -> None:
+    """Road bands, repairs, the drivable label and painted markings with their lane label, up to arc length `far`
+    (a crest)."""
     right, left = s.n_ego * s.lane_w, -s.n_opp * s.lane_w
     asphalt = np.asarray(s.asphalt, np.float64)
     side_l = s.shoulder if s.n_opp else 0.5
     kerb = (185, 185, 182)
     walk = (150, 150, 148) if s.scene_type == "city street" else s.terrain
-    bands = [(right + s.shoulder, right + s.shoulder + 0.25, kerb), (left - side_l - 0.25, left - side_l, kerb),
-             (right + s.shoulder + 0.25, right + s.shoulder + 0.25 + s.sidewalk, walk),
+    edge = _right_side(s)
+    bands = [(edge(right + s.shoulder), edge(right + s.shoulder + 0.25), kerb), (left - side_l - 0.25, left - side_l, kerb),
+             (edge(right + s.shoulder + 0.25), edge(right + s.shoulder + 0.25 + s.sidewalk), walk),
              (left - side_l - 0.25 - s.sidewalk, left - side_l - 0.25, walk),
-             (left - side_l, right + s.shoulder, tuple(asphalt * 1.06)), (left, right, tuple(asphalt))]
+             (left - side_l, edge(right + s.shoulder), tuple(asphalt * 1.06)), (left, edge(right), tuple(asphalt))]
     for o0, o1, colour in bands:
-        cv2.fillPoly(c.image, [cam.polygon(path.band(o0, o1, 0.5, ROAD_MAX, 64))], tuple(float(v) for v in colour), cv2.LINE_AA)
+        cv2.fillPoly(c.image, [cam.polygon(path.band(o0, o1, 0.5, far, 64))], tuple(float(v) for v in colour), cv2.LINE_AA)
     for d, o, length, width, dark in s.patches:
-        if d + length > 1.0:  # (drive clips: patches already passed are skipped, those under the car cut)
-            band = path.band(o - width / 2, o + width / 2, max(d, 0.5), d + length, 6)
+        if d + length > 1.0 and d < far:  # (drive clips: patches already passed are skipped, those under the car cut)
+            band = path.band(o - width / 2, o + width / 2, max(d, 0.5), min(d + length, far), 6)
             cv2.fillPoly(c.image, [cam.polygon(band)], tuple(asphalt * dark), cv2.LINE_AA)
-    cv2.fillPoly(c.drivable, [cam.polygon(path.band(0.0, right, 0.5, ROAD_MAX, 64))], 1)
+    cv2.fillPoly(c.drivable, [cam.polygon(path.band(0.0, edge(right), 0.5, far, 64))], 1)
+    moved = dash_phase - s.dash[2]  # drive clips: worn gaps, markers and a crossing move with the paint
+    cut = None
+    if s.crossing and s.crossing[0] + moved < far:
+        cut = (s.crossing[0] + moved, min(s.crossing[0] + moved + s.crossing[1], far))
+        _crossing(c, s, cam, path, cut, asphalt)
+    _markings(c, s, cam, path, dash_phase, far, asphalt, cut)
+
+
+def _markings(c: Canvas, s: Scene, cam: Camera, path: RoadPath, dash_phase: float, far: float, asphalt: np.ndarray,
+              cut: tuple[float, float] | None) -> None:
+    """The painted lines of the road and their lane label, up to `far`, interrupted by a crossing road `cut`."""
     label_px = max(1, int(round(LANE_LABEL_PX * c.w / 1280)))
     dash_len, period, _ = s.dash
+    mark_max = min(MARK_MAX, far)
+    moved = dash_phase - s.dash[2]
     for line in s.lines:
         colour = tuple(float(v) for v in line.alpha * np.asarray(line.colour) + (1 - line.alpha) * asphalt)
         for off, dashed in line.stripes:
-            o = line.o + off
+            at = _line_offsets(s, line.o + off, line.follows_edge)
             if dashed:
-                starts = np.arange(dash_phase % period - period, MARK_MAX, period)
-                segments = [(max(d0, 0.5), d0 + dash_len, 4) for d0 in starts if d0 + dash_len > 0.5]
+                starts = np.arange(dash_phase % period - period, mark_max, period)
+                segments = [(max(d0, 0.5), min(d0 + dash_len, far), 4) for d0 in starts if d0 + dash_len > 0.5]
             else:
-                segments = [(0.5, MARK_MAX, 40)]
-            for d0, d1, n in segments:
-                paint = cam.polygon(path.band(o - 0.075, o + 0.075, d0, d1, n))
-                cv2.fillPoly(c.image, [paint], colour, cv2.LINE_AA)
+                segments = [(0.5, mark_max, 40)]
+            if line.span:
+                segments = _around(_around(segments, (-1e9, line.span[0])), (line.span[1], 1e9))
+            for d0, d1, n in segments if cut is None else _around(segments, cut):
+                paint = cam.polygon(path.band(at(-0.075), at(0.075), d0, d1, n))
+                if line.gaps:
+                    _paint_worn(c, cam, path, at, d0, d1, n, [(g0 + moved, g1 + moved) for g0, g1 in line.gaps], colour)
+                else:
+                    cv2.fillPoly(c.image, [paint], colour, cv2.LINE_AA)
                 cv2.fillPoly(c.lane, [paint], 1)
                 d = np.geomspace(d0, d1, n) if d0 < d1 * 0.2 else np.linspace(d0, d1, n)
-                cv2.polylines(c.lane, [cam.polygon(path.points(d, o))], False, 1, label_px)
+                cv2.polylines(c.lane, [cam.polygon(path.points(d, offset_at(at(0.0), d)))], False, 1, label_px)
+        if line.markers:
+            _markers(c, cam, path, line, moved, mark_max, cut, _line_offsets(s, line.o, line.follows_edge))
 
 
-def _ground_shading(c: Canvas, s: Scene, cam: Camera, path: RoadPath, things: list[Thing], dist: np.ndarray) -> None:
-    """Asphalt/terrain texture and soft cast shadows of vehicles, trees, buildings and the domain's shadows (daylight)."""
+def _right_side(s: Scene) -> Callable[[float], Offset]:
+    """Offset -> the same offset following the right road edge (moved in where a tapered lane is missing)."""
+    if not s.taper:
+        return lambda o: o
+    return lambda o: (lambda d: o + s.right_shift(d))
+
+
+def _line_offsets(s: Scene, o: float, follows_edge: bool) -> Callable[[float], Offset]:
+    """k -> the offset o + k across a line, following the right road edge for the edge line of a tapered lane."""
+    edge = _right_side(s) if follows_edge else (lambda v: v)
+    return lambda k: edge(o + k)
+
+
+def _around(segments: list, cut: tuple[float, float]) -> list:
+    """Painted segments (d0, d1, n) with the stretch `cut` (a crossing road) taken out."""
+    out = []
+    for d0, d1, n in segments:
+        for a, b in ((d0, min(d1, cut[0])), (max(d0, cut[1]), d1)):
+            if b - a > 0.05:
+                out.append((a, b, max(2, int(np.ceil(n * (b - a) / (d1 - d0))))))
+    return out
+
+
+def _crossing(c: Canvas, s: Scene, cam: Camera, path: RoadPath, cut: tuple[float, float], asphalt: np.ndarray) -> None:
+    """A road crossing ahead between arc lengths `cut`: asphalt over the kerbs and verges, drivable (BDD100K's
+    alternative drivable area, which YOLOP's drivable label merges), its centre line painted and labelled on
+    both arms. Props and parked cars were kept off it when the scene was drawn."""
+    o = np.linspace(-CROSSING_ARM, CROSSING_ARM, 41)
+    d0, d1 = cut
+    poly = cam.polygon(np.concatenate([path.points(np.full_like(o, d0), o), path.points(np.full_like(o, d1), o[::-1])]))
+    cv2.fillPoly(c.image, [poly], tuple(asphalt), cv2.LINE_AA)
+    cv2.fillPoly(c.drivable, [poly], 1)
+    mid, label_px = (d0 + d1) / 2, max(1, int(round(LANE_LABEL_PX * c.w / 1280)))
+    right, left = s.n_ego * s.lane_w + s.shoulder, -s.n_opp * s.lane_w - (s.shoulder if s.n_opp else 0.5)
+    for a, b in ((-CROSSING_ARM, left - 1.0), (right + 1.0, CROSSING_ARM)):
+        arm = np.linspace(a, b, 21)
+        paint = cam.polygon(np.concatenate([path.points(np.full_like(arm, mid - 0.075), arm), path.points(np.full_like(arm, mid + 0.075), arm[::-1])]))
+        cv2.fillPoly(c.image, [paint], (40.0, 175.0, 225.0), cv2.LINE_AA)
+        cv2.fillPoly(c.lane, [paint], 1)
+        cv2.polylines(c.lane, [cam.polygon(path.points(np.full_like(arm, mid), arm))], False, 1, label_px)
+
+
+def _paint_worn(c: Canvas, cam: Camera, path: RoadPath, at: Callable[[float], Offset], d0: float, d1: float, n: int, gaps: list,
+                colour: tuple) -> None:
+    """Paint the stripe [d0, d1] of a line (`at(k)`: offset k across it) except where the paint is worn off
+    (image only: the label keeps it)."""
+    start = d0
+    for g0, g1 in sorted(gaps) + [(d1, d1)]:
+        end = min(g0, d1)
+        if end - start > 0.05:
+            k = max(2, int(np.ceil(n * (end - start) / (d1 - d0))))
+            cv2.fillPoly(c.image, [cam.polygon(path.band(at(-0.075), at(0.075), start, end, k))], colour, cv2.LINE_AA)
+        start = max(start, g1)
+        if start >= d1:
+            return
+
+
+def _markers(c: Canvas, cam: Camera, path: RoadPath, line, moved: float, mark_max: float, cut: tuple[float, float] | None,
+             at: Callable[[float], Offset]) -> None:
+    """Raised pavement markers: small bright squares on the line (`at(k)`: offset k across it) every `spacing`
+    metres where it is painted (not labelled: they sit on the labelled line)."""
+    spacing, phase = line.markers
+    colour = tuple(float(min(255.0, v * 1.1 + 20)) for v in line.colour)
+    half = MARKER_M / 2
+    for d in np.arange((phase + moved) % spacing, mark_max, spacing):
+        if d > 1.0 and (cut is None or not cut[0] - MARKER_M < d < cut[1]) and (not line.span or line.span[0] <= d <= line.span[1]):
+            corners = np.concatenate([path.band(at(-half), at(half), d, d + MARKER_M, 2, y) for y in (0.0, MARKER_H)])
+            cv2.fillPoly(c.image, [cv2.convexHull(cam.polygon(corners))], colour, cv2.LINE_AA)
+
+
+def _ground_shading(c: Canvas, s: Scene, cam: Camera, path: RoadPath, things: list[Thing], dist: np.ndarray, far: float = ROAD_MAX) -> None:
+    """Asphalt/terrain texture and soft cast shadows of vehicles, trees, buildings and the domain's shadows
+    (daylight); `things` are those in front of a crest, `far` its arc length."""
     tex = np.random.default_rng(s.texture_seed + 1).normal(1.0, 0.07, (c.h // 8, c.w // 8)).astype(np.float32)
     if s.timeofday == "night":
         shade = cv2.resize(tex, (c.w, c.h))
@@ -182,17 +287,19 @@ def _ground_shading(c: Canvas, s: Scene, cam: Camera, path: RoadPath, things: li
             hull = cv2.convexHull(np.round(cam.project(np.concatenate([pts, shifted]))[0] * 4).astype(np.int32))
             cv2.fillPoly(shade, [hull], strength, cv2.LINE_8, 4)
     for d, length, o0, o1, dark in s.shadows:  # trees, poles and bridges beside the road, cast across it
-        cv2.fillPoly(shade, [np.round(cam.project(path.band(o0, o1, d, d + length, 6))[0] * 4).astype(np.int32)], dark, cv2.LINE_8, 4)
+        if d < far:
+            band = path.band(o0, o1, d, min(d + length, far), 6)
+            cv2.fillPoly(shade, [np.round(cam.project(band)[0] * 4).astype(np.int32)], dark, cv2.LINE_8, 4)
     shade = cv2.GaussianBlur(shade, (0, 0), 1.5)[: tex.shape[0] * 2, : tex.shape[1] * 2] * cv2.resize(tex, (tex.shape[1] * 2, tex.shape[0] * 2))
     shade = cv2.resize(shade, (c.w, c.h), interpolation=cv2.INTER_LINEAR)
     c.image[:] = (c.image * np.where(dist > 0, shade, 1.0)[..., None]).astype(np.uint8)
 
 
 def _haze(c: Canvas, s: Scene, cam: Camera, dist: np.ndarray) -> None:
-    """Blend the far ground and the sky near the horizon towards the horizon colour (before objects are drawn)."""
+    """Blend the far ground and the sky near the skyline towards the horizon colour (before objects are drawn)."""
     if s.haze <= 0:
         return
-    a_h, b_h = cam.horizon()
+    a_h, b_h = cam.skyline()
     ends = (b_h, a_h * c.w + b_h)
     r0, r1 = int(np.clip(min(ends) - 0.15 * c.h, 0, c.h)), int(np.clip(max(ends) + 0.15 * c.h, 0, c.h))
     if r1 > r0:
@@ -253,8 +360,8 @@ def _hood(c: Canvas, s: Scene) -> None:
     cv2.polylines(c.image, [_poly(np.stack([x, top + 3], 1))], False, (90, 90, 90), max(1, c.w // 640), cv2.LINE_AA)
 
 
-def _light_and_camera(c: Canvas, s: Scene, cam: Camera, dist: np.ndarray, rng: np.random.Generator, lamps: list) -> np.ndarray:
-    """Global light, night light pools, emitted light with glow, horizon haze, sensor noise and blur -> uint8."""
+def _scene_light(c: Canvas, s: Scene, dist: np.ndarray, lamps: list) -> np.ndarray:
+    """Global light, night light pools, emitted light with glow -> float image (what reaches the lens)."""
     img = c.image.astype(np.float32)
     img *= s.gain * np.asarray(s.tint, np.float32)
     if s.timeofday == "night":
@@ -270,38 +377,47 @@ def _light_and_camera(c: Canvas, s: Scene, cam: Camera, dist: np.ndarray, rng: n
             cv2.fillPoly(img, [pts], colour)
         glow = cv2.GaussianBlur(c.glow, (0, 0), max(1.0, c.w / 400))
         img += cv2.resize(glow, (c.w, c.h)) * 0.9
+    return img
+
+
+def _sensor(img: np.ndarray, s: Scene, cam: Camera, rng: np.random.Generator) -> np.ndarray:
+    """Glare, rain streaks, sensor noise, blur, motion blur and vignetting on the float image -> uint8."""
+    h, w = img.shape[:2]
     if s.glare:
         _glare(img, s, cam)
     if s.rain:
         _rain(img, s, rng)
     if s.noise > 0:
-        noise = np.empty((c.h, c.w), np.float32)
+        noise = np.empty((h, w), np.float32)
         cv2.setRNGSeed(int(rng.integers(0, 2**31)))
         cv2.randn(noise, 0.0, float(s.noise))
         img += noise[..., None]
     if s.blur > 0:
-        img = cv2.GaussianBlur(img, (0, 0), s.blur * c.w / 1280)
+        img = cv2.GaussianBlur(img, (0, 0), s.blur * w / 1280)
     if s.motion[0]:
-        n = max(3, int(s.motion[0] * c.w / 1280) | 1)
+        n = max(3, int(s.motion[0] * w / 1280) | 1)
         kernel = np.zeros((n, n), np.float32)
         r = (n - 1) / 2
         cv2.line(kernel, (round(r - r * np.cos(s.motion[1])), round(r - r * np.sin(s.motion[1]))),
                  (round(r + r * np.cos(s.motion[1])), round(r + r * np.sin(s.motion[1]))), 1.0, 1)
         img = cv2.filter2D(img, -1, kernel / kernel.sum())
     if s.vignette:
-        yy, xx = _grid(c.h, c.w)
-        img *= (1.0 - s.vignette * (((xx - c.w / 2) / (c.w / 2)) ** 2 + ((yy - c.h / 2) / (c.h / 2)) ** 2) / 2)[..., None]
+        yy, xx = _grid(h, w)
+        img *= (1.0 - s.vignette * (((xx - w / 2) / (w / 2)) ** 2 + ((yy - h / 2) / (h / 2)) ** 2) / 2)[..., None]
     return cv2.convertScaleAbs(img)
 
 
 def render(s: Scene, path: RoadPath | None = None, dash_phase: float | None = None, frame_seed: int = 0) -> Frame:
     """Render a scene (optionally along a given road path, for drive clips) to pixels and exact labels."""
-    cam = Camera(s.width, s.height, s.f, s.width / 2 + s.principal[0], s.height / 2 + s.principal[1], s.cam_h, s.pitch, s.roll)
+    hill = Hill(*s.hill) if s.hill[1] else None
+    cam = Camera(s.width, s.height, s.f, s.width / 2 + s.principal[0], s.height / 2 + s.principal[1], s.cam_h, s.pitch, s.roll, hill)
     path = path or RoadPath.clothoid(s.k0, s.k1, s.yaw, -s.camera_o)
     rng = np.random.default_rng([s.texture_seed, frame_seed])
     c = Canvas(s.height, s.width)
     dist = _background(c, s, cam, np.random.default_rng(s.texture_seed))
-    _road(c, s, cam, path, s.dash[2] if dash_phase is None else dash_phase)
+    crest = cam.crest()
+    far = ROAD_MAX if crest is None else _arc_at(path, crest[0])
+    _road(c, s, cam, path, s.dash[2] if dash_phase is None else dash_phase, far)
 
     lit = s.timeofday != "daytime"
     things: list[Thing] = []
@@ -318,7 +434,7 @@ def render(s: Scene, path: RoadPath | None = None, dash_phase: float | None = No
             if pr.kind == "lamp" and lit:
                 uv, z = cam.project(path.points(np.array([pr.d]), pr.o + (-1.8 if pr.o > 0 else 1.8)))
                 lamps.append((float(uv[0, 0]), float(uv[0, 1]), s.f * 5 / max(float(z[0]), 1.0)))
-    _ground_shading(c, s, cam, path, things, dist)
+    _ground_shading(c, s, cam, path, [th for th in things if not _beyond(th, crest)], dist, far)
     _haze(c, s, cam, dist)
     if s.fog:
         _fog_ground(c, s, dist)
@@ -332,9 +448,12 @@ def render(s: Scene, path: RoadPath | None = None, dash_phase: float | None = No
         if th.category is not None:
             obj_id = len(boxes) + 1
             boxes[obj_id] = th
+        hidden_below = crest[1] if _beyond(th, crest) else None
         for part in th.parts:
             colour = _fogged(part.colour, th.depth, s) if s.fog else part.colour
-            c.occlude(part.pts, colour, obj_id if part.in_box else CLUTTER, part.glow)
+            pts = part.pts if hidden_below is None else _above(part.pts, *hidden_below)
+            if len(pts) >= 3:
+                c.occlude(pts, colour, obj_id if part.in_box else CLUTTER, part.glow)
     _hood(c, s)
     c.finish_masks()
     counts = np.bincount(np.maximum(c.ids.ravel(), 0), minlength=len(boxes) + 1)
@@ -342,8 +461,55 @@ def render(s: Scene, path: RoadPath | None = None, dash_phase: float | None = No
         label = _label(th, obj_id, int(counts[obj_id]), c.w, c.h)
         if label is not None:
             labels.append(label)
-    image = _light_and_camera(c, s, cam, dist, rng, lamps)
+    img = _scene_light(c, s, dist, lamps)
+    if s.lens != (0.0, 0.0):
+        lens = Lens(*s.lens, cam.f, cam.cx, cam.cy, c.w, c.h)
+        img, labels = lens.warp(img), _distort(c, lens, labels, boxes)
+    image = _sensor(img, s, cam, rng)
     return Frame(image, c.drivable, c.lane, labels, c.ids)
+
+
+def _arc_at(path: RoadPath, z: float) -> float:
+    """Arc length where the road first reaches forward distance z (its end if never)."""
+    i = int(np.argmax(path.z >= z))
+    if path.z[i] < z:
+        return float(path.d[-1])
+    if i == 0:
+        return float(path.d[0])
+    share = (z - path.z[i - 1]) / (path.z[i] - path.z[i - 1])
+    return float(path.d[i - 1] + share * (path.d[i] - path.d[i - 1]))
+
+
+def _beyond(th: Thing, crest: tuple | None) -> bool:
+    """Whether a thing stands beyond the crest (its nearest ground point farther than the crest)."""
+    return crest is not None and th.depth > crest[0]
+
+
+def _above(pts: np.ndarray, a: float, b: float) -> np.ndarray:
+    """The part of a polygon (N, 2) above the image line v = a * u + b (Sutherland-Hodgman, one edge)."""
+    side = pts[:, 1] - (a * pts[:, 0] + b)  # < 0 above
+    out = []
+    for i in range(len(pts)):
+        j = (i + 1) % len(pts)
+        if side[i] <= 0:
+            out.append(pts[i])
+        if (side[i] <= 0) != (side[j] <= 0):
+            t = side[i] / (side[i] - side[j])
+            out.append(pts[i] + t * (pts[j] - pts[i]))
+    return np.array(out).reshape(-1, 2)
+
+
+def _distort(c: Canvas, lens: Lens, labels: list[Label], things: dict[int, Thing]) -> list[Label]:
+    """Warp the masks and ids with the lens (nearest) and re-measure each box from its warped outline; a label
+    whose object has no pixel left in the distorted frame is dropped."""
+    c.drivable, c.lane, c.ids = (lens.warp(m, nearest=True) for m in (c.drivable, c.lane, c.ids))
+    seen = np.bincount(np.maximum(c.ids.ravel(), 0), minlength=len(things) + 1)
+    out = []
+    for lab in labels:
+        warped = lens.box(np.concatenate([p.pts for p in things[lab.id].parts if p.in_box]))
+        if warped is not None and seen[lab.id] > 0:
+            out.append(dataclasses.replace(lab, box=warped[0], truncated=warped[1]))
+    return out
 
 
 def _label(th: Thing, obj_id: int, visible_px: int, w: int, h: int) -> Label | None:

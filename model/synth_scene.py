@@ -63,12 +63,24 @@ class Prop:
 
 @dataclass
 class Line:
-    """A painted marking line at lateral offset `o`: stripes as (offset from o, dashed)."""
+    """A painted marking line at lateral offset `o`: stripes as (offset from o, dashed).
+
+    Worn paint: `gaps` are (d0, d1) stretches where the paint is gone (and `alpha` is lower). The lane label
+    keeps the intended line through them: BDD100K annotators draw a line along its whole length, not around
+    each worn patch, and the model should find the line that is meant. `markers` = (spacing, phase) metres of
+    raised pavement markers on the line (not labelled themselves; they sit on the labelled line).
+    A lane that ends or starts ahead (`Scene.taper`): the right edge line `follows_edge`, and the divider of
+    that lane is painted (and labelled) only over `span` = (d0, d1).
+    """
 
     o: float
     stripes: tuple
     colour: tuple
     alpha: float
+    gaps: tuple = ()
+    markers: tuple = ()
+    follows_edge: bool = False
+    span: tuple = ()
 
 
 @dataclass
@@ -120,6 +132,18 @@ class Scene:
     vignette: float = 0.0  # corner darkening share
     concrete: bool = False  # light concrete pavement with tar seams
     motion: tuple = (0.0, 0.0)  # directional blur (length in px at 1280 wide, angle in radians)
+    lens: tuple = (0.0, 0.0)  # radial distortion (k1, k2), OpenCV's sign (0, 0 = pinhole)
+    hill: tuple = (0.0, 0.0)  # (start metres, vertical curvature 1/m: > 0 sag, < 0 crest; 0 = flat), `Hill`
+    crossing: tuple = ()  # (arc length of its near edge, width) metres of a road crossing ahead (() = none)
+    taper: tuple = ()  # (d0, d1, ends): the rightmost ego lane ends (merge) or starts (split) between d0 and d1
+
+    def right_shift(self, d: np.ndarray) -> np.ndarray:
+        """Lateral shift (metres, <= 0) of the right road edge at arc lengths d: -lane_w where the tapered lane
+        is absent, 0 where it exists, a smooth step in between."""
+        d0, d1, ends = self.taper
+        t = np.clip((np.asarray(d, dtype=np.float64) - d0) / (d1 - d0), 0.0, 1.0)
+        t = t * t * (3 - 2 * t)
+        return -self.lane_w * (t if ends else 1.0 - t)
 
     @property
     def camera_o(self) -> float:
@@ -362,3 +386,78 @@ def _wide(rng: np.random.Generator, s: Scene, dom: Domain, prop_range: tuple[flo
         s.tint = tuple(float(t * np.clip(rng.normal(1.0, dom.white_balance_sd), 0.7, 1.3)) for t in s.tint)
     if dom.motion_blur_p and rng.random() < dom.motion_blur_p:
         s.motion = (rng.uniform(4, 18), rng.normal(0.0, 0.4))
+    _road_shape_and_paint(rng, s, dom)
+
+
+def _road_shape_and_paint(rng: np.random.Generator, s: Scene, dom: Domain) -> None:
+    """Lens distortion, hills, worn paint, raised markers, a crossing road and a lane that ends or starts ahead
+    (drawn after the other factors, so that adding them left the draws of those unchanged)."""
+    if dom.distortion_p and rng.random() < dom.distortion_p:
+        s.lens = (rng.uniform(*dom.distortion_k1), rng.uniform(*dom.distortion_k2))
+    if dom.hill_p and rng.random() < dom.hill_p:
+        s.hill = (rng.uniform(5.0, 60.0), _choice(rng, (-1.0, 1.0)) / rng.uniform(*dom.hill_radius))
+    if dom.worn_p and rng.random() < dom.worn_p:
+        for line in s.lines:
+            line.alpha *= rng.uniform(0.4, 0.85)
+            line.gaps = _worn_gaps(rng)
+    if dom.markers_p and rng.random() < dom.markers_p:
+        spacing = rng.uniform(6.0, 12.0)
+        for line in s.lines:
+            if rng.random() < 0.8:
+                line.markers = (spacing, rng.uniform(0.0, spacing))
+    if dom.intersection_p and rng.random() < dom.intersection_p:
+        _add_crossing(s, rng.uniform(15.0, 70.0), rng.uniform(6.0, 14.0))
+    if dom.merge_p and rng.random() < dom.merge_p:
+        d0, length, ends = rng.uniform(10.0, 50.0), rng.uniform(30.0, 70.0), bool(rng.random() < 0.5)
+        if s.n_ego >= 2 and not s.concrete and not s.crossing:  # (seams span the full width; crossings stay simple)
+            _add_taper(s, d0, d0 + length, ends or s.ego_lane == s.n_ego - 1)
+
+
+def _add_taper(s: Scene, d0: float, d1: float, ends: bool) -> None:
+    """The rightmost ego lane ends (`ends`) or starts between d0 and d1: the edge line follows the road edge, the
+    lane's divider stops or begins, and traffic, parked cars and repairs where the lane is missing go."""
+    s.taper = (float(d0), float(d1), ends)
+    divider = (s.n_ego - 1) * s.lane_w
+    for line in s.lines:
+        if line.o > divider + 0.5 * s.lane_w:
+            line.follows_edge = True
+        elif abs(line.o - divider) < 1e-6:
+            line.span = (0.0, d0) if ends else (d1, 1e9)
+
+    def missing(start: float, end: float) -> bool:
+        return end > d0 if ends else start < d1
+
+    s.vehicles = [v for v in s.vehicles if not (v.o > divider and v.kind != "train" and missing(v.d, v.d + v.length))]
+    s.patches = [p for p in s.patches if p[1] + p[3] / 2 <= divider]
+
+
+def _add_crossing(s: Scene, d: float, width: float) -> None:
+    """A road crossing at arc length d: roadside props and parked cars that would stand on it are removed."""
+    s.crossing = (float(d), float(width))
+    lo, hi = d - 1.0, d + width + 1.0
+
+    def clear(start: float, end: float) -> bool:
+        return end < lo or start > hi
+
+    road_o = (-s.n_opp * s.lane_w, s.n_ego * s.lane_w)
+    s.props = [p for p in s.props if road_o[0] <= p.o <= road_o[1] or clear(*_prop_span(p))]
+    s.vehicles = [v for v in s.vehicles if v.speed > 0 or clear(v.d, v.d + v.length)]
+
+
+def _prop_span(p: Prop) -> tuple[float, float]:
+    """Arc-length extent of a roadside prop (buildings are centred on d, rails and barriers start at d)."""
+    if p.kind == "building":
+        return p.d - p.size[0] / 2, p.d + p.size[0] / 2
+    if p.kind in ("rail", "barrier", "wall"):
+        return p.d, p.d + p.size[0]
+    return p.d - 0.5, p.d + 0.5
+
+
+def _worn_gaps(rng: np.random.Generator) -> tuple:
+    """(d0, d1) stretches of missing paint along the first 110 m: short scuffs to long worn-off runs."""
+    gaps, d = [], rng.exponential(8.0)
+    while d < 110.0:
+        length = rng.uniform(0.3, 1.5) if rng.random() < 0.7 else rng.uniform(2.0, 8.0)
+        gaps.append((float(d), float(d + length)))
+        d += length + rng.exponential(10.0)
+    return tuple(gaps)

@@ -57,7 +57,7 @@ def _local(box: Box3D, cl: float, cw: float, length: float, width: float, y0: fl
 def _add_box(thing: Thing, cam: Camera, box: Box3D, colour: tuple, details=None, lit: bool = False) -> None:
     """Visible faces of a box, then details (face index -> [(u0, u1, v0, v1, colour, glow)]) on them."""
     details = details or {}
-    for idx, quad in box.visible_faces(cam.cam_h):
+    for idx, quad in box.visible_faces(cam.eye_height(box.centre[2])):
         thing.parts.append(Part(cam.project(quad)[0], _shade(colour, SHADE[idx])))
         rects = details.get(idx, ())
         if rects:
