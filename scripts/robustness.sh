@@ -4,14 +4,14 @@
 #   bash scripts/robustness.sh                 # 200 held-out scenes, 100 per condition
 #   N=40 bash scripts/robustness.sh            # N scenes per condition (and 2N held out): a quicker look
 #   MODELS="runs/x/best.onnx" bash scripts/robustness.sh   # other models
-# Seeds 9000 (held out) and 9001-9008 (conditions) are never trained on (training data uses seeds below 100).
+# Seeds 9000 (held out) and 9001-9013 (conditions) are never trained on (training data uses seeds below 100).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . .venv/bin/activate
 n="${N:-100}"
 out="${OUT:-runs/robustness}"
 models="${MODELS:-app/models/roadsight-n.onnx app/models/roadsight-n.int8-trt.onnx app/models/roadsight-n.int8-cpu.onnx}"
-conditions="night rain fog shadows concrete curves dense glare"
+conditions="night rain fog shadows concrete curves dense glare hills worn lens intersection merges"
 mkdir -p "$out/val"
 synth() {  # synth NAME SEED COUNT [--condition C]
   local name="$1" seed="$2" count="$3"
