@@ -42,7 +42,6 @@ class FrameHub:
 
     def __init__(self, sources: list[Source], stats: list[SourceStats], capacity: int):
         self.sources = sources
-        self.live = [s.live for s in sources]
         self.stats = stats
         self.capacity = capacity
         self.buffers: list[deque[Frame]] = [deque() for _ in sources]
@@ -54,7 +53,7 @@ class FrameHub:
         """Add a frame (live: replace the unconsumed one; file: wait for room). False when stopping."""
         with self.cond:
             buffer = self.buffers[frame.source_id]
-            if self.live[frame.source_id]:
+            if self.sources[frame.source_id].live:
                 if buffer:
                     buffer.popleft()
                     self.stats[frame.source_id].dropped += 1
@@ -87,7 +86,7 @@ class FrameHub:
             return None
         if not self.due.intersection(candidates):
             self.due = set(range(len(self.buffers)))
-        pick = max(candidates, key=lambda i: (self.live[i], self.buffers[i][-1].captured if self.live[i] else -i))
+        pick = max(candidates, key=lambda i: (True, self.buffers[i][-1].captured) if self.sources[i].live else (False, -i))
         self.due.discard(pick)
         return pick
 

@@ -94,14 +94,15 @@ class TorchEngine(Engine):
         h, w = self.meta.imgsz
         dtype = np.float16 if self.half else np.float32
         prob_dtype = np.uint8 if self.seg_output == "mask" else dtype
-        logits = self.seg_output == "logits"  # at the heads' strides (model/network.py)
+        mask_strides = {"drivable": self.model.drivable_head.out_stride, "lane": self.model.lane_head.out_stride}
+        if self.seg_output != "logits":  # resized to the input size inside the network
+            mask_strides = dict.fromkeys(mask_strides, 1)
         anchors = sum((h // s) * (w // s) for s in (8, 16, 32))
         self.inputs = [TensorSpec("images", dtype, (None, 3, h, w))]
         self.outputs = [
             TensorSpec("boxes", dtype, (None, 4, anchors)),
             TensorSpec("scores", dtype, (None, self.cfg.nc, anchors)),
-            TensorSpec("drivable", prob_dtype, (None, h // 4, w // 4) if logits else (None, h, w)),
-            TensorSpec("lane", prob_dtype, (None, h // 2, w // 2) if logits else (None, h, w)),
+            *(TensorSpec(name, prob_dtype, (None, h // s, w // s)) for name, s in mask_strides.items()),
         ]
         self.check_meta()
 
