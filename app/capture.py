@@ -93,13 +93,14 @@ class FrameHub:
     def _fresher_in(self) -> float:
         """Seconds to wait for a fresher frame: when every candidate frame is live and older than half its
         source's frame interval (the next one is then closer than the one waiting is old), until the next is
-        due plus half an interval of slack for a late read; else 0."""
+        due plus half an interval of slack for a late read; else 0. A source that has ended sends no fresher
+        frame, so its last one is never waited on."""
         now, due_in = time.perf_counter(), []
         for i in self._candidates():
             source, captured = self.sources[i], self.buffers[i][-1].captured
-            interval = 1.0 / source.fps if source.live and source.fps else None
+            interval = 1.0 / source.fps if source.live and source.fps and self.open[i] else None
             if interval is None or now - captured <= interval / 2:
-                return 0.0  # a file's frame, a live frame of unknown pace, or a fresh one: take now
+                return 0.0  # a file's frame, a live frame of unknown pace, an ended source's or a fresh one
             due_in.append(captured + 1.5 * interval - now)
         return max(min(due_in), 0.0) if due_in else 0.0
 

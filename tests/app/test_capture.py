@@ -89,3 +89,11 @@ def test_fresh_frames_and_unknown_rates_are_taken_at_once():
         put(hub, 0, 0, age_s=age)
         start = time.perf_counter()
         assert take_one(hub).index == 0 and time.perf_counter() - start < 0.04  # a wait would take >= 50 ms
+
+
+def test_an_ended_source_is_not_waited_on():
+    hub = hub_of((True, 10.0))
+    put(hub, 0, 0, age_s=0.070)  # stale, but its source has ended: no fresher frame will come
+    hub.close(0)
+    start = time.perf_counter()
+    assert take_one(hub).index == 0 and time.perf_counter() - start < 0.04  # a wait would take >= 60 ms
