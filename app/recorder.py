@@ -21,6 +21,8 @@ import numpy as np
 
 from engines.perception import Perception
 
+from app.stats import Reservoir
+
 Status = tuple[float, float] | None  # (fps, latency ms) for the overlay
 RECORD_NICE = 19  # the recording thread's CPU priority offset: the lowest (results first)
 
@@ -32,7 +34,7 @@ class Recorder:
     def __init__(self, render: Callable[..., None], name: str = "record"):
         self.render = render
         self.offered = self.skipped = 0
-        self.lag_ms: list[float] = []
+        self.lag_ms = Reservoir()
         self.recent: deque[float] = deque(maxlen=120)
         self.error: BaseException | None = None
         self._slot: tuple | None = None

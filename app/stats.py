@@ -8,8 +8,10 @@ waits: `fps` vs `model_fps` and `pre_post_ms` compare the whole pipeline with th
 
 from __future__ import annotations
 
+import random
 import threading
 import time
+from array import array
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -46,6 +48,31 @@ def describe(samples_ms) -> dict[str, float]:
     return {k: (out[k] if k == "count" else round(float(out[k]), 4)) for k in order}
 
 
+class Reservoir:
+    """A run's values (ms) in bounded memory: every value up to `size`, then a uniform random sample of `size`
+    of them (reservoir sampling), so a live run of hours neither grows without end nor biases its percentiles."""
+
+    def __init__(self, size: int = 100_000):
+        self.values, self.size, self.seen = array("d"), size, 0
+        self._random = random.Random(0)
+
+    def append(self, value: float) -> None:
+        self.seen += 1
+        if len(self.values) < self.size:
+            self.values.append(value)
+        elif (slot := self._random.randrange(self.seen)) < self.size:
+            self.values[slot] = value
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __iter__(self):
+        return iter(self.values)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        return np.array(self.values, dtype=dtype or np.float64)
+
+
 @dataclass
 class SourceStats:
     """What happened to one source. `state`: starting, running, reconnecting, ended, lost, failed, stopped."""
@@ -62,8 +89,9 @@ class SourceStats:
     error: str = ""
     first_result: float | None = None
     last_result: float | None = None
-    stage_ms: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES if s not in ("captured", "started")})
-    total_ms: list[float] = field(default_factory=list)
+    stage_ms: dict[str, Reservoir] = field(
+        default_factory=lambda: {s: Reservoir() for s in STAGES if s not in ("captured", "started")})
+    total_ms: Reservoir = field(default_factory=Reservoir)
     recent: deque = field(default_factory=lambda: deque(maxlen=120))  # (time, capture-to-result ms)
 
     @property

@@ -10,7 +10,7 @@ import pytest
 
 from app.sinks import check_output, per_source
 from app.sources import CaptureSource, ImageSource, OnEmpty, display_name, has_gstreamer, open_source
-from app.stats import SourceStats, summarize
+from app.stats import Reservoir, SourceStats, summarize
 from engines.errors import RoadsightError
 
 NEEDS_GSTREAMER = pytest.raises(RoadsightError, match="GStreamer") if not has_gstreamer() else does_not_raise()
@@ -100,7 +100,7 @@ def test_summaries_from_timestamps():
     stats = SourceStats("s", live=False)
     stamps = {"captured": 1.0, "preprocessed": 1.002, "inferred": 1.012, "postprocessed": 1.015, "written": 1.020}
     stats.add_result(stamps)
-    assert stats.stage_ms["inferred"] == [pytest.approx(10.0)] and stats.total_ms == [pytest.approx(20.0)]
+    assert list(stats.stage_ms["inferred"]) == [pytest.approx(10.0)] and list(stats.total_ms) == [pytest.approx(20.0)]
 
 
 def test_fallback_backend_is_used_and_kept(clip):
@@ -111,3 +111,15 @@ def test_fallback_backend_is_used_and_kept(clip):
     assert source.read().shape == (192, 320, 3) and (source.api, source.fallback) == (cv2.CAP_FFMPEG, None)
     assert source.reopen(1.0) and source.read() is not None
     source.close()
+
+
+def test_a_reservoir_keeps_every_value_then_a_uniform_sample():
+    small = Reservoir(size=10)
+    for value in range(10):
+        small.append(value)
+    assert list(small) == list(range(10))  # exact while it fits
+    big = Reservoir(size=1000)
+    for value in range(100_000):
+        big.append(value)
+    assert len(big) == 1000 and big.seen == 100_000  # bounded memory
+    assert 45_000 < np.median(list(big)) < 55_000 and max(big) > 90_000  # a sample of the whole run, not its start
