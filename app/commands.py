@@ -89,8 +89,9 @@ def _soak(models: list[Path], sources: list[str], minutes: float, device: str, o
             f"{lag.get('median', 0):.0f}/{lag.get('p99', 0):.0f} ms; JSONL {row['jsonl_lines']} lines, video "
             f"{row['video_frames_readable']}/{row['video_frames_written']} frames readable", highlight=False)
     growth = verdicts["rss_growth_percent"]
-    console.print(f"RSS growth from {verdicts['rss_from_s'] or 0:g} s to the end: "
-                  f"{'unknown' if growth is None else f'{growth:+.1f}%'}; fps spread between sources: "
+    trend = verdicts["rss_trend_mb_per_min"]
+    console.print(f"RSS growth from minute 1 to the last (medians): {'unknown' if growth is None else f'{growth:+.1f}%'}"
+                  f"{'' if trend is None else f', trend {trend:+.2f} MB/min'}; fps spread between sources: "
                   f"{verdicts['fps_spread_percent']}%; outputs complete: {verdicts['all_outputs_complete']}", highlight=False)
     console.print(f"saved {json_path}" + (f" and {png_path}" if png_path else " (no PNG: matplotlib is not installed)"), highlight=False)
 

@@ -3,8 +3,8 @@
 Every source is played as live (a file loops, paced at its fps), with an annotated recording and a JSONL
 per source. Every few seconds the process's resident memory (RSS), each source's fps and capture-to-result
 latency and its recording's lag are sampled; `OUT/soak.json` holds the samples and the verdicts (RSS growth
-from minute 1 to the end, JSONL lines = results, recordings readable to their last frame) and
-`OUT/soak.png` plots latency and memory over time (needs matplotlib, the train extra).
+from minute 1 to the last minute and its trend, JSONL lines = results, recordings readable to their last
+frame) and `OUT/soak.png` plots latency and memory over time (needs matplotlib, the train extra).
 """
 
 from __future__ import annotations
@@ -101,15 +101,28 @@ class Sampler:
         self.samples.append({"t_s": round(now - self.start, 2), "rss_mb": rss_mb(), "sources": sources})
 
 
-def verdicts(samples: list[dict], stats: RunStats, sinks: list[SinkSet]) -> dict:
-    """RSS growth from minute 1 (or the first sample after 20% of the run, if shorter) to the last sample,
-    outputs complete, fps spread between sources."""
+def rss_growth(samples: list[dict]) -> dict:
+    """RSS growth (%) from minute 1 to the end, and its trend after minute 1 (MB/min, least squares).
+
+    Growth compares medians of windows, not two samples: RSS swings by tens of MB within seconds as frames
+    come and go. The windows are the second minute (60-120 s) and the last minute; in a run under 5 minutes,
+    the second and the last fifth of it."""
     rss = [(s["t_s"], s["rss_mb"]) for s in samples if s["rss_mb"] is not None]
-    growth = None
-    if len(rss) >= 2:
-        warm = min(60.0, 0.2 * rss[-1][0])
-        base = next(mb for t, mb in rss if t >= warm)
-        growth = round(100.0 * (rss[-1][1] - base) / base, 2)
+    if len(rss) < 4:
+        return {"rss_growth_percent": None, "rss_from_s": None, "rss_trend_mb_per_min": None}
+    end = rss[-1][0]
+    window = min(60.0, 0.2 * end)
+    first = [mb for t, mb in rss if window <= t < 2 * window] or [rss[1][1]]
+    last = [mb for t, mb in rss if t > end - window] or [rss[-1][1]]
+    base = float(np.median(first))
+    times, values = zip(*[(t, mb) for t, mb in rss if t >= window])
+    trend = float(np.polyfit(np.array(times) / 60.0, values, 1)[0]) if len(times) >= 2 else 0.0
+    return {"rss_growth_percent": round(100.0 * (float(np.median(last)) - base) / base, 2), "rss_from_s": window,
+            "rss_trend_mb_per_min": round(trend, 2)}
+
+
+def verdicts(samples: list[dict], stats: RunStats, sinks: list[SinkSet]) -> dict:
+    """RSS growth (`rss_growth`), outputs complete, fps spread between sources."""
     outputs = []
     for source, sink in zip(stats.sources, sinks):
         lines = sink.jsonl.lines if sink.jsonl else 0
@@ -125,8 +138,7 @@ def verdicts(samples: list[dict], stats: RunStats, sinks: list[SinkSet]) -> dict
                         "record_lag_ms": summarize(sink.recorder.lag_ms) if sink.recorder else None})
     fps = [o["fps"] for o in outputs if o["fps"] > 0]
     spread = round(100.0 * (max(fps) - min(fps)) / max(fps), 1) if fps else None
-    return {"rss_growth_percent": growth, "rss_from_s": warm if len(rss) >= 2 else None,
-            "fps_spread_percent": spread, "outputs": outputs,
+    return {**rss_growth(samples), "fps_spread_percent": spread, "outputs": outputs,
             "all_outputs_complete": all(o["jsonl_complete"] and o["video_complete"] for o in outputs)}
 
 

@@ -122,3 +122,18 @@ def test_bench_soak_command(tmp_path, tiny_onnx):
     assert (tmp_path / "soak" / "soak.json").is_file() and (tmp_path / "soak" / "soak_1.mp4").is_file()
     refused = runner.invoke(app, args)
     assert isinstance(refused.exception, engines.errors.RoadsightError) and "several only with --soak" in str(refused.exception)
+
+
+def test_rss_growth_compares_minutes_not_single_samples():
+    from app.soak import rss_growth
+
+    def samples(trend_mb_per_min: float, phase: float) -> list[dict]:  # a 10 s sawtooth of 20 MB, as looped clips give
+        return [{"t_s": t, "rss_mb": 400 + trend_mb_per_min * t / 60 + 20 * (((t + phase) % 10) / 10)}
+                for t in range(5, 601, 5)]
+
+    for phase in (0, 5):  # two samples alone would read -4.5 % or +4.5 % here
+        flat = rss_growth(samples(0.0, phase))
+        assert abs(flat["rss_growth_percent"]) < 1 and abs(flat["rss_trend_mb_per_min"]) < 0.2
+    rising = rss_growth(samples(2.0, 0))
+    assert rising["rss_trend_mb_per_min"] == pytest.approx(2.0, abs=0.2) and 3 < rising["rss_growth_percent"] < 5
+    assert rss_growth([{"t_s": 1, "rss_mb": None}])["rss_growth_percent"] is None
