@@ -1,12 +1,13 @@
 """Live capture-to-result latency with and without recording, and with four streams, in one process.
 
     .venv/bin/python scripts/live_latency.py --model app/models/roadsight-n.int8-trt.onnx \\
-        --clip drive.mp4 --out runs/latency [--rounds 2] [--device auto|cpu|openvino]
+        --clip drive.mp4 --out runs/latency [--rounds 2] [--seconds 30] [--device auto|cpu|openvino]
 
 First the model alone (batch 1, `app.bench.model_only` on the clip's first frame), then `--rounds` rounds of
-four live setups (the clip replayed as a live feed at its fps, as `roadsight run --live`): 1 stream with
-JSONL; 1 stream with JSONL and a recording (`--save`); 4 streams with JSONL and recordings; and, for
-comparison, 1 stream whose recording is drawn and encoded on the result path (the policy before). Prints and saves
+four live setups of `--seconds` each (the clip replayed as a live feed at its fps, as `roadsight run --live`,
+and looped as the soak does): 1 stream with JSONL; 1 stream with JSONL and a recording (`--save`); 4 streams
+with JSONL and recordings; and, for comparison, 1 stream whose recording is drawn and encoded on the result
+path (the policy before). Prints and saves
 OUT/live_latency.json: capture-to-result p50/p99 (the JSONL's `latency_ms.total`), fps, recording lag, the
 load average, and the targets as ratios (results p99 vs model-only p99 + one frame interval; fps vs the
 JSONL-only run; 4 streams' p99 vs the single JSONL-only p99 and their fps spread).
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -26,24 +28,31 @@ from app.bench import first_frame, model_only
 from app.pipeline import Pipeline, StreamSettings
 from app.run import RunOptions, build_sinks
 from app.sinks import JsonlSink, SinkSet, VideoSink
+from app.soak import Looped
 from app.sources import open_source, quiet_opencv
 
 SETUPS = (("1 stream, JSONL", 1, False), ("1 stream, JSONL + recording", 1, True), ("4 streams, JSONL + recording", 4, True),
           ("1 stream, recording in the result path", 1, "inline"))  # the policy before the Recorder, for comparison
 
 
-def live_run(model: Path, device: str, clip: Path, streams: int, save: bool | str, out: Path) -> dict:
-    """One live run of `streams` copies of the clip; per source results, fps, latencies and recording lags."""
+def live_run(model: Path, device: str, clip: Path, streams: int, save: bool | str, out: Path, seconds: float) -> dict:
+    """One live run of `streams` copies of the clip for `seconds`; per source results, fps, latencies and recording lags."""
     options = RunOptions(model=model, sources=[str(clip)] * streams, jsonl=out / "live.jsonl",
                          save=out / "live.mp4" if save else None, stream=StreamSettings(device=device, live=True))
-    sources = [open_source(spec, live=True) for spec in options.sources]
+    sources = [Looped(open_source(spec, live=True)) for spec in options.sources]
     if save == "inline":  # the same outputs, written on the result path (SinkSet's file policy)
         video = VideoSink(out / "live.mp4", lambda: sources[0].fps or 30.0, real_time=True)
         sinks = [SinkSet(video=video, jsonl=JsonlSink(out / "live.jsonl"), live=False)]
     else:
         sinks = build_sinks(sources, options)
-    stats = Pipeline(sources=sources, engine_factory=lambda: engines.load(model, device), sinks=sinks, settings=options.stream,
-                     log=lambda _: None).run(handle_signals=False)
+    pipeline = Pipeline(sources=sources, engine_factory=lambda: engines.load(model, device), sinks=sinks,
+                        settings=options.stream, log=lambda _: None)
+    timer = threading.Timer(seconds, pipeline.stop)
+    timer.start()
+    try:
+        stats = pipeline.run(handle_signals=False)
+    finally:
+        timer.cancel()
     return {
         "fps": [s.fps() for s in stats.sources],
         "latency_ms": [list(s.total_ms) for s in stats.sources],
@@ -62,6 +71,7 @@ def main() -> None:
     parser.add_argument("--clip", type=Path, required=True)
     parser.add_argument("--out", type=Path, default=Path("runs/latency"))
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=30.0, help="length of each live run (the clip loops)")
     parser.add_argument("--device", default="auto", help="auto: the fastest installed CPU backend (OpenVINO on x86-64)")
     parser.add_argument("--runs", type=int, default=200, help="model-only timed runs")
     args = parser.parse_args()
@@ -74,7 +84,7 @@ def main() -> None:
     runs: dict[str, list[dict]] = {name: [] for name, _, _ in SETUPS}
     for _ in range(args.rounds):  # the setups alternate, so machine noise hits all of them
         for name, streams, save in SETUPS:
-            runs[name].append(live_run(args.model, device, args.clip, streams, save, args.out))
+            runs[name].append(live_run(args.model, device, args.clip, streams, save, args.out, args.seconds))
             load.append(os.getloadavg()[0])
     clip = open_source(str(args.clip))
     clip.open()
@@ -99,7 +109,8 @@ def main() -> None:
         "4 streams + recording: per-source fps spread <= 20%": [
             round(100 * (max(four["per_source_fps"]) - min(four["per_source_fps"])) / max(four["per_source_fps"]), 1), 20.0],
     }
-    report = {"model": str(args.model), "device": device, "clip": str(args.clip), "rounds": args.rounds, "load_average_1min": load,
+    report = {"model": str(args.model), "device": device, "clip": str(args.clip), "rounds": args.rounds,
+              "seconds": args.seconds, "load_average_1min": load,
               "model_only_ms": {k: alone["latency_ms"][k] for k in ("median", "p90", "p99")}, "setups": rows, "targets": targets}
     (args.out / "live_latency.json").write_text(json.dumps(report, indent=2))
     print(f"{args.model.name} on {device}; model alone: median {alone['latency_ms']['median']:.1f} ms, p99 {model_p99:.1f} ms; load average {load}")
