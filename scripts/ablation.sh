@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the attention ablation (docs/ABLATION.md): vanilla, clipped and gated roadsight-n trained with one
 # recipe (scripts/recipe.sh), then per variant FP32 vs INT8 (trt graph and cpu) on the held-out scenes, and the
-# attention outlier statistics. The shipped model (scripts/ship_model.sh) starts from the same gated run.
+# attention outlier statistics (classic-domain data, 320x192; the shipped model has its own schedule: ship_model.sh).
 # Needs the train profile: bash scripts/install.sh train
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,4 +1,4 @@
-# The training recipes shared by ship_model.sh and ablation.sh (sourced, not run).
+# The training recipe of ablation.sh (sourced, not run).
 # Data: 1600 classic-domain synthetic scenes (seed 0, 10% val) to train on, 200 more (seed 1) held out for every reported figure.
 EPOCHS="${EPOCHS:-14}"
 
