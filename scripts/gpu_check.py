@@ -71,8 +71,10 @@ def models(out: Path) -> int:
         batched = session.run(None, {"images": x})
         single = [session.run(None, {"images": x[i : i + 1]}) for i in range(3)]
         worst = max(float(np.abs(batched[k][i] - single[i][k][0]).max()) for k in range(len(batched)) for i in range(3))
-        failed += worst > 1e-4
-        print(f"{path}: batch 3 vs three batch-1 runs, max |diff| {worst:.2e} {'FAIL' if worst > 1e-4 else 'ok'}")
+        rtol = 2**-9 if name == "fp16" else 0.0  # fp16 keeps 11 bits: another batch size may move a box by an ulp
+        ok = all(np.allclose(batched[k][i], single[i][k][0], rtol=rtol, atol=1e-4) for k in range(len(batched)) for i in range(3))
+        failed += not ok
+        print(f"{path}: batch 3 vs three batch-1 runs, max |diff| {worst:.2e} (rtol {rtol:g}) {'ok' if ok else 'FAIL'}")
     return int(failed > 0)
 
 
