@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import _thread
 import csv
 import io
 import json
@@ -143,19 +142,21 @@ def test_worker_killed_mid_clip_is_retried(ray_session, model, tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_keeps_finished_clips_and_rerun_resumes(ray_session, model, tmp_path):
+def test_ctrl_c_keeps_finished_clips_and_rerun_resumes(ray_session, model, tmp_path, monkeypatch):
+    from app import cluster
+
     clips = clip_folder(tmp_path / "clips", [30, 300, 300, 300])
     out = tmp_path / "out"
+    done = cluster.Progress.done
 
-    def interrupt_after_first_clip() -> None:
-        deadline = time.monotonic() + 120
-        while not list((out / ".done").glob("*.json")) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        _thread.interrupt_main()
+    def ctrl_c_after_first_clip(progress, job, row) -> None:  # Ctrl-C lands as the first clip is reported
+        done(progress, job, row)
+        raise KeyboardInterrupt
 
-    threading.Thread(target=interrupt_after_first_clip, daemon=True).start()
+    monkeypatch.setattr(cluster.Progress, "done", ctrl_c_after_first_clip)
     with pytest.raises(KeyboardInterrupt):
         video.run([str(clips)], str(model), out, cluster="ray", workers=2, **QUIET)
+    monkeypatch.undo()
     done = {p.stem: (out / f"{p.stem}.jsonl").stat().st_mtime_ns for p in (out / ".done").glob("*.json")}
     assert "clip0" in done and len(done) < 4, done
     assert not partials(out)
