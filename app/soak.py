@@ -68,6 +68,16 @@ class Looped(Source):
         self.source.close()
 
 
+def run_for(pipeline: Pipeline, seconds: float, handle_signals: bool = True) -> RunStats:
+    """Run `pipeline` for `seconds`, then stop it (queued frames are finished); its RunStats."""
+    timer = threading.Timer(seconds, pipeline.stop)
+    timer.start()
+    try:
+        return pipeline.run(handle_signals=handle_signals)
+    finally:
+        timer.cancel()
+
+
 def rss_mb() -> float | None:
     """Resident memory of this process in MB (Linux /proc), None where unknown."""
     try:
@@ -165,15 +175,10 @@ def run(options: SoakOptions, console=None) -> dict:
     notes: list[str] = []
     pipeline = Pipeline(sources=sources, engine_factory=lambda: engines.load(options.model, options.stream.device),
                         sinks=sinks, settings=options.stream, log=notes.append, on_tick=sampler)
-    timer = threading.Timer(seconds, pipeline.stop)
     if console is not None:
         console.print(f"soak: {len(sources)} live stream(s) with recording for {options.minutes:g} min "
                       f"(a sample every {sampler.interval_s:g} s) into {options.out}", highlight=False)
-    timer.start()
-    try:
-        stats = pipeline.run()
-    finally:
-        timer.cancel()
+    stats = run_for(pipeline, seconds)
     report = {
         "format": "roadsight-soak",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,7 @@ from app.bench import first_frame, model_only
 from app.pipeline import Pipeline, StreamSettings
 from app.run import RunOptions, build_sinks
 from app.sinks import JsonlSink, SinkSet, VideoSink
-from app.soak import Looped
+from app.soak import Looped, run_for
 from app.sources import open_source, quiet_opencv
 
 SETUPS = (("1 stream, JSONL", 1, False), ("1 stream, JSONL + recording", 1, True), ("4 streams, JSONL + recording", 4, True),
@@ -47,12 +46,7 @@ def live_run(model: Path, device: str, clip: Path, streams: int, save: bool | st
         sinks = build_sinks(sources, options)
     pipeline = Pipeline(sources=sources, engine_factory=lambda: engines.load(model, device), sinks=sinks,
                         settings=options.stream, log=lambda _: None)
-    timer = threading.Timer(seconds, pipeline.stop)
-    timer.start()
-    try:
-        stats = pipeline.run(handle_signals=False)
-    finally:
-        timer.cancel()
+    stats = run_for(pipeline, seconds, handle_signals=False)
     return {
         "fps": [s.fps() for s in stats.sources],
         "latency_ms": [list(s.total_ms) for s in stats.sources],
